@@ -1,0 +1,138 @@
+"""Every exception mimc-rx raises, in one tree.
+
+::
+
+    MimcError
+    ├── ProtocolError
+    │   ├── LocalProtocolError      you called the API in a way the protocol forbids
+    │   └── RemoteProtocolError     the peer sent bytes we cannot accept
+    │       └── FrameError          a frame is short, mis-sized, mis-checksummed or unparseable
+    ├── NotLoggedIn                 a send or command needs a bound session (also a LocalProtocolError)
+    ├── ConnectionClosed            the websocket went away; the reason is in the fields
+    ├── LoginError                  the server refused BIND (err_type / err_reason / err_desc)
+    ├── TokenError                  the token fetcher failed or returned junk
+    ├── SendTimeout                 no server ack in time (also a TimeoutError)
+    ├── PayloadTooLarge             a payload over the protocol limit (also a ValueError)
+    └── ServerError                 the local server or an HTTP API answered with an error
+
+Exceptions carry structured fields and build their message from them, so a notebook shows
+something readable and a program can branch on the fields.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnectionClosed",
+    "FrameError",
+    "LocalProtocolError",
+    "LoginError",
+    "MimcError",
+    "NotLoggedIn",
+    "PayloadTooLarge",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "SendTimeout",
+    "ServerError",
+    "TokenError",
+]
+
+
+class MimcError(Exception):
+    """Base class of every error raised by mimc-rx."""
+
+
+class ProtocolError(MimcError):
+    """The MIMC protocol was violated, by us or by the peer."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This side used the protocol wrongly (for example, sending before login)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something we cannot accept."""
+
+
+class FrameError(RemoteProtocolError):
+    """A web ("V5") frame could not be parsed.
+
+    Attributes:
+        reason: a short machine-friendly reason, e.g. ``"too-short"`` or ``"bad-checksum"``.
+        detail: a human explanation.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class NotLoggedIn(LocalProtocolError):
+    """A send or command needs a logged-in session."""
+
+    def __init__(self, action: str = "send") -> None:
+        self.action = action
+        super().__init__(f"cannot {action}: the user is not logged in")
+
+
+class ConnectionClosed(MimcError):
+    """The connection to the server closed.
+
+    Attributes:
+        reason: why it closed, as reported by the transport or the protocol.
+        code: the websocket close code, when there was one.
+    """
+
+    def __init__(self, reason: str, code: int | None = None) -> None:
+        self.reason = reason
+        self.code = code
+        suffix = f" (code {code})" if code is not None else ""
+        super().__init__(f"connection closed: {reason}{suffix}")
+
+
+class LoginError(MimcError):
+    """The server refused the login (BIND result false, PROTOCOL.md 6.4)."""
+
+    def __init__(self, err_type: str, err_reason: str, err_desc: str) -> None:
+        self.err_type = err_type
+        self.err_reason = err_reason
+        self.err_desc = err_desc
+        super().__init__(f"login refused: {err_type}/{err_reason}: {err_desc}")
+
+
+class TokenError(MimcError):
+    """The token fetcher failed or its answer was unusable (PROTOCOL.md 6.1 step 5)."""
+
+    def __init__(self, err_type: str, err_reason: str, err_desc: str = "") -> None:
+        self.err_type = err_type
+        self.err_reason = err_reason
+        self.err_desc = err_desc
+        super().__init__(f"{err_type}: {err_reason}" + (f" ({err_desc})" if err_desc else ""))
+
+
+class SendTimeout(MimcError, TimeoutError):
+    """No server ack arrived for a packet in time."""
+
+    def __init__(self, packet_id: str, timeout: float) -> None:
+        self.packet_id = packet_id
+        self.timeout = timeout
+        super().__init__(f"no server ack for packet {packet_id} within {timeout:g} s")
+
+
+class PayloadTooLarge(MimcError, ValueError):
+    """A payload is over the protocol limit (PROTOCOL.md 6.16); nothing was sent."""
+
+    def __init__(self, size: int, limit: int, unit: str = "characters") -> None:
+        self.size = size
+        self.limit = limit
+        self.unit = unit
+        super().__init__(f"payload of {size} {unit} is over the limit of {limit} {unit}")
+
+
+class ServerError(MimcError):
+    """An HTTP API of the server answered with an error (PROTOCOL.md 8)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"server answered {code}: {message}")
