@@ -1,0 +1,268 @@
+"""httpx clients for the HTTP side of MIMC: token fetchers and unlimited-group topics.
+
+A MIMC app never ships its app secret to a client. The client asks the app's own backend (the
+"app proxy service" of the official demo) for a token, and that backend calls the token service
+(PROTOCOL.md 8.1). ``ProxyTokenFetcher`` is the client half of that arrangement;
+``AccountTokenFetcher`` calls the token service directly with app credentials, which is what
+the local server, tests and notebooks do.
+
+Both are async callables returning the service's raw answer (bytes of JSON). ``MIMCUser`` hands
+that answer to the protocol core, which checks it as the web SDK does (6.1 step 5), so a bad
+answer becomes a ``StatusChange(online=False, ...)``, never a crash.
+
+``UCTopicClient`` wraps the unlimited-group REST calls of PROTOCOL.md 8.2 (create, dismiss, list
+joined), authorised by the user's token. httpx exceptions never escape: they are translated to
+``ServerError`` (code -1 when no HTTP answer came back) or ``TokenError`` at this boundary.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeAlias
+
+import httpx
+
+from .errors import ServerError, TokenError
+
+__all__ = [
+    "AccountTokenFetcher",
+    "ProxyTokenFetcher",
+    "TokenAnswer",
+    "TokenFetcher",
+    "UCTopicClient",
+    "http_base_from_ws_url",
+]
+
+TokenAnswer: TypeAlias = Mapping[str, Any] | str | bytes
+"""What a token fetcher returns: the token service's JSON, parsed or raw (PROTOCOL.md 8.1)."""
+
+TokenFetcher: TypeAlias = Callable[[], TokenAnswer | Awaitable[TokenAnswer]]
+"""A sync or async callable returning a ``TokenAnswer``; called once per login attempt."""
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds before an HTTP call gives up (connect, read and write each)."""
+
+_JSON_HEADERS = {"content-type": "application/json"}
+
+PRODUCTION_WS_URL = "wss://wsapp.chat.xiaomi.net"
+PRODUCTION_API_BASE = "https://mimc.chat.xiaomi.net"
+
+
+def http_base_from_ws_url(ws_url: str) -> str:
+    """The HTTP base URL that serves ``/api/...`` next to a websocket URL.
+
+    The local server serves both on one port, so ``ws://h:p/`` maps to ``http://h:p``. The
+    production websocket host differs from its API host (PROTOCOL.md 1) and is mapped by name.
+    """
+    url = httpx.URL(ws_url)
+    if url.host == httpx.URL(PRODUCTION_WS_URL).host:
+        return PRODUCTION_API_BASE
+    scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{scheme}://{url.host}{port}"
+
+
+@asynccontextmanager
+async def _client(
+    client: httpx.AsyncClient | None,
+    timeout: float,  # noqa: ASYNC109
+) -> AsyncIterator[httpx.AsyncClient]:
+    # Use the caller's client (connection reuse, MockTransport in tests) or a short-lived one.
+    if client is not None:
+        yield client
+        return
+    async with httpx.AsyncClient(timeout=timeout) as own:
+        yield own
+
+
+class _TokenFetcherBase:
+    """Shared request/answer handling of the two token fetchers."""
+
+    def __init__(self, *, client: httpx.AsyncClient | None, timeout: float) -> None:
+        self._client = client
+        self._timeout = timeout
+
+    async def _post(self, url: str, body: Mapping[str, Any] | None) -> bytes:
+        try:
+            async with _client(self._client, self._timeout) as client:
+                response = await client.post(url, json=body, headers=_JSON_HEADERS)
+        except httpx.HTTPError as exc:
+            raise TokenError(
+                "get token failed", "token request failed", f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if response.status_code // 100 != 2:
+            raise TokenError(
+                "get token failed",
+                f"token service answered HTTP {response.status_code}",
+                response.text[:200],
+            )
+        return response.content
+
+
+class ProxyTokenFetcher(_TokenFetcherBase):
+    """Fetches a token from the app's own backend (the demo's "app proxy service").
+
+    Posts ``body`` (for example ``{"appAccount": "alice"}``, whatever the backend expects) as
+    JSON to ``url`` and returns the answer's raw bytes.
+
+    Args:
+        url: the backend endpoint.
+        body: the JSON body to post; None posts no body.
+        client: an ``httpx.AsyncClient`` to reuse; by default one is made per call.
+        timeout: seconds per request.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(client=client, timeout=timeout)
+        self.url = url
+        self.body = dict(body) if body is not None else None
+
+    async def __call__(self) -> bytes:
+        """Fetch one fresh token answer; raises ``TokenError`` when the request fails."""
+        return await self._post(self.url, self.body)
+
+    def __repr__(self) -> str:
+        return f"ProxyTokenFetcher({self.url!r})"
+
+
+class AccountTokenFetcher(_TokenFetcherBase):
+    """Calls the token service ``POST /api/account/token`` with app credentials (PROTOCOL.md 8.1).
+
+    Meant for the local server and trusted back ends: it holds the app secret. ``repr`` never
+    shows the key or the secret.
+
+    Args:
+        base_url: the HTTP base of the server, e.g. ``http://127.0.0.1:8080``.
+        app_id: the app id (str or int; sent as a decimal string, as 8 requires).
+        app_key: the app key.
+        app_secret: the app secret.
+        app_account: the account to log in.
+        client: an ``httpx.AsyncClient`` to reuse; by default one is made per call.
+        timeout: seconds per request.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        app_id: int | str,
+        app_key: str,
+        app_secret: str,
+        app_account: str,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(client=client, timeout=timeout)
+        self.url = base_url.rstrip("/") + "/api/account/token"
+        self.app_id = str(int(app_id))
+        self.app_account = app_account
+        self._app_key = app_key
+        self._app_secret = app_secret
+
+    async def __call__(self) -> bytes:
+        """Fetch one fresh token answer; raises ``TokenError`` when the request fails."""
+        body = {
+            "appId": self.app_id,
+            "appKey": self._app_key,
+            "appSecret": self._app_secret,
+            "appAccount": self.app_account,
+        }
+        return await self._post(self.url, body)
+
+    def __repr__(self) -> str:
+        return (
+            f"AccountTokenFetcher({self.url!r}, app_id={self.app_id}, account={self.app_account!r})"
+        )
+
+
+def _unwrap(response: httpx.Response) -> Any:
+    """Check the ``{"code", "message", "data"}`` envelope of PROTOCOL.md 8 and return ``data``."""
+    try:
+        envelope = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ServerError(
+            response.status_code, f"answer is not JSON: {response.text[:200]}"
+        ) from exc
+    if not isinstance(envelope, dict):
+        raise ServerError(response.status_code, "answer is not a JSON object")
+    code = envelope.get("code")
+    message = str(envelope.get("message", ""))
+    # The SDK requires both code 200 and message "success" (PROTOCOL.md 8).
+    if code != 200 or message != "success":
+        raise ServerError(int(code) if isinstance(code, int) else response.status_code, message)
+    return envelope.get("data")
+
+
+class UCTopicClient:
+    """The unlimited-group REST API of PROTOCOL.md 8.2, authorised by a user token.
+
+    Args:
+        base_url: the HTTP base (``http_base_from_ws_url`` derives it from a websocket URL).
+        token: the user's token, or a callable returning the current one (tokens change on
+            each login, so ``MIMCUser`` passes a callable).
+        client: an ``httpx.AsyncClient`` to reuse; by default one is made per call.
+        timeout: seconds per request.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | Callable[[], str | None],
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/api/uctopic"
+        self._token = token
+        self._client = client
+        self._timeout = timeout
+
+    def _headers(self, **extra: str) -> dict[str, str]:
+        token = self._token() if callable(self._token) else self._token
+        if not token:
+            raise ServerError(-1, "no token: log in before calling the topic API")
+        return {**_JSON_HEADERS, "token": token, **extra}
+
+    async def _request(
+        self, method: str, url: str, headers: dict[str, str], body: Any = None
+    ) -> Any:
+        try:
+            async with _client(self._client, self._timeout) as client:
+                response = await client.request(method, url, headers=headers, json=body)
+        except httpx.HTTPError as exc:
+            raise ServerError(-1, f"request failed: {type(exc).__name__}: {exc}") from exc
+        return _unwrap(response)
+
+    async def create(self, topic_name: str) -> int:
+        """Create an unlimited group; returns its topic id. Joining is a separate UC JOIN."""
+        data = await self._request("POST", self.url, self._headers(), {"topicName": topic_name})
+        try:
+            return int(data["topicId"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ServerError(200, f"create answer has no usable topicId: {data!r}") from exc
+
+    async def dismiss(self, topic_id: int) -> None:
+        """Dismiss an unlimited group we own; members get a DISMISS push."""
+        await self._request("DELETE", self.url, self._headers(topicId=str(int(topic_id))))
+
+    async def topics(self) -> list[int]:
+        """The ids of the unlimited groups this user has joined."""
+        data = await self._request("GET", self.url + "/topics", self._headers())
+        if not isinstance(data, list):
+            raise ServerError(200, f"topic list is not a list: {data!r}")
+        try:
+            return [int(t) for t in data]
+        except (TypeError, ValueError) as exc:
+            raise ServerError(200, f"topic list has a bad id: {data!r}") from exc
+
+    def __repr__(self) -> str:
+        return f"UCTopicClient({self.url!r})"

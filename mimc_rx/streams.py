@@ -1,0 +1,160 @@
+"""The facade's own stream values and the guarded publishing hub behind every stream.
+
+The protocol core's events (``mimc_rx.protocol.events``) carry what the server said. A few
+things only the facade knows: that the websocket went away and why (``Disconnected``), and that
+a reconnect is scheduled (``Reconnecting``). They live here, next to ``StreamHub``, the small
+publish side that turns an internal ``Subject`` into the read-only, subscriber-safe
+``Observable`` that ``MIMCUser`` exposes.
+
+Why a hub and not a bare Subject: RxPY calls observers synchronously, so an exception raised in
+one subscriber's ``on_next`` would climb back into our receive loop and skip every later
+subscriber. Each subscription made through ``StreamHub.observable`` is wrapped on its own: a
+subscriber that raises is logged and keeps its subscription, and the session goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+import reactivex
+from reactivex import Observable, abc
+from reactivex.subject import BehaviorSubject, Subject
+
+__all__ = [
+    "DisconnectReason",
+    "Disconnected",
+    "Reconnecting",
+    "StreamHub",
+]
+
+log = logging.getLogger("mimc_rx.user")
+
+_T = TypeVar("_T")
+
+_frozen: dict[str, Any] = {"frozen": True, "slots": True, "kw_only": True}
+
+
+class DisconnectReason(StrEnum):
+    """Why a connection ended, as a value to ``match`` on."""
+
+    LOGOUT = "logout"
+    """We logged out (UBND, PROTOCOL.md 6.13)."""
+    KICKED = "kicked"
+    """The server sent KICK, usually because the same resource logged in elsewhere."""
+    LOGIN_FAILED = "login-failed"
+    """The server refused BIND; the connection is closed."""
+    SERVER_CLOSED = "server-closed"
+    """The server closed the websocket cleanly without telling us why."""
+    CONNECTION_LOST = "connection-lost"
+    """The websocket broke (network error, abnormal close)."""
+    PING_TIMEOUT = "ping-timeout"
+    """The websocket keep-alive ping got no pong in time: the connection is dead."""
+    PROTOCOL_FAILURE = "protocol-failure"
+    """The server sent bytes we cannot accept; we closed the connection."""
+    CONNECT_FAILED = "connect-failed"
+    """The websocket could not be opened at all."""
+
+
+@dataclass(**_frozen)
+class Disconnected:
+    """A connection of this user ended (the web SDK's disconnect handler, PROTOCOL.md 9.3).
+
+    Attributes:
+        reason: why, as a ``DisconnectReason``.
+        detail: a human explanation (close reason, exception text, KICK fields).
+        code: the websocket close code, when there was one.
+        will_reconnect: true when automatic reconnect will try again (see ``user.reconnects``).
+    """
+
+    reason: DisconnectReason
+    detail: str = ""
+    code: int | None = None
+    will_reconnect: bool = False
+
+
+@dataclass(**_frozen)
+class Reconnecting:
+    """Automatic reconnect scheduled attempt number ``attempt`` (from 1) in ``delay`` seconds."""
+
+    attempt: int
+    delay: float
+
+
+class _GuardedObserver(abc.ObserverBase[_T]):
+    """Forwards to one subscriber and logs what it raises instead of propagating it."""
+
+    __slots__ = ("_name", "_observer")
+
+    def __init__(self, observer: abc.ObserverBase[_T], name: str) -> None:
+        self._observer = observer
+        self._name = name
+
+    def on_next(self, value: _T) -> None:
+        try:
+            self._observer.on_next(value)
+        except Exception:
+            log.exception("a subscriber of %s raised; the session goes on", self._name)
+
+    def on_error(self, error: Exception) -> None:
+        try:
+            self._observer.on_error(error)
+        except Exception:
+            log.exception("a subscriber of %s raised in on_error", self._name)
+
+    def on_completed(self) -> None:
+        try:
+            self._observer.on_completed()
+        except Exception:
+            log.exception("a subscriber of %s raised in on_completed", self._name)
+
+
+class StreamHub(Generic[_T]):
+    """The publish side of one facade stream.
+
+    Args:
+        name: the stream's public name, used in log lines.
+        initial: when given, the stream replays its latest value to late subscribers
+            (a ``BehaviorSubject`` behind it), starting with this one.
+    """
+
+    def __init__(self, name: str, *, initial: _T | None = None, replay: bool = False) -> None:
+        self.name = name
+        self._subject: Subject[_T]
+        if replay:
+            self._subject = BehaviorSubject(initial)  # type: ignore[arg-type]
+        else:
+            self._subject = Subject()
+        subject = self._subject
+
+        def subscribe(
+            observer: abc.ObserverBase[_T], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            return subject.subscribe(_GuardedObserver(observer, name), scheduler=scheduler)
+
+        self.observable: Observable[_T] = reactivex.create(subscribe)
+
+    @property
+    def has_observers(self) -> bool:
+        """True while at least one subscription is active (lets callers skip work)."""
+        return bool(self._subject.observers)
+
+    @property
+    def latest(self) -> _T | None:
+        """The value a late subscriber would get first (replaying hubs only)."""
+        if isinstance(self._subject, BehaviorSubject):
+            return self._subject.value  # type: ignore[no-any-return]
+        return None
+
+    def publish(self, value: _T) -> None:
+        """Emit ``value`` to every subscriber, synchronously, on the caller's thread."""
+        self._subject.on_next(value)
+
+    def complete(self) -> None:
+        """End the stream for good (the user object is being discarded)."""
+        self._subject.on_completed()
+
+    def __repr__(self) -> str:
+        return f"<StreamHub {self.name} observers={len(self._subject.observers)}>"

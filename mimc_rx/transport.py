@@ -1,0 +1,307 @@
+"""The asyncio + websockets driver around a sans-I/O ``ClientSession``.
+
+Theory of operation. The driver makes no protocol decisions (STYLE.md 2, docs/sansio.md). It
+runs two tasks per connection:
+
+* the **reader** feeds every binary websocket message to ``session.receive_data(msg, now)``,
+  hands ``session.events_received()`` to the facade's callback, and wakes the writer;
+* the **writer** sleeps on one wake-up event. Whoever changes the session (a received frame, a
+  send command of the facade, the keep-alive timer) calls ``wake()``; the writer then calls
+  ``session.expire(now)`` if ``session.next_deadline()`` has passed, writes every frame of
+  ``session.data_to_send()`` in order (one frame per binary message, PROTOCOL.md 2), closes the
+  websocket when ``session.close_requested``, and re-arms a single ``loop.call_at`` timer on the
+  session's next deadline. That timer is how the protocol's PING cadence (6.5) is kept without
+  a polling loop.
+
+Dead connections are detected below the protocol: websockets sends its own ping frames every
+``ping_interval`` seconds and fails the connection when no pong comes within ``ping_timeout``.
+The MIMC PING (a protocol frame the server need not answer) cannot tell us that.
+
+websockets exceptions never leave this module: connect failures become our
+``ConnectionClosed``, and the end of a connection is described by a ``CloseInfo`` value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed as WsConnectionClosed
+from websockets.frames import CloseCode
+
+from .errors import ConnectionClosed
+from .protocol.events import ClientEvent
+from .streams import DisconnectReason
+
+__all__ = [
+    "ClientSessionLike",
+    "CloseInfo",
+    "TransportOptions",
+    "WebSocketTransport",
+]
+
+log = logging.getLogger("mimc_rx.transport")
+
+
+class ClientSessionLike(Protocol):
+    """The part of ``mimc_rx.protocol.ClientSession`` a driver needs (docs/sansio.md)."""
+
+    def receive_data(self, data: bytes, now: float) -> None: ...
+    def receive_eof(self) -> None: ...
+    def expire(self, now: float) -> None: ...
+    def events_received(self) -> list[Any]: ...
+    def data_to_send(self) -> list[bytes]: ...
+    def next_deadline(self) -> float | None: ...
+    @property
+    def close_requested(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportOptions:
+    """Websocket settings of a ``MIMCUser`` connection.
+
+    Attributes:
+        open_timeout: seconds to open the websocket (TCP + TLS + HTTP upgrade).
+        ping_interval: seconds between websocket-level pings (dead-connection detection);
+            None turns them off.
+        ping_timeout: seconds to wait for the pong before the connection counts as dead.
+        close_timeout: seconds to wait for the closing handshake.
+        max_size: the largest message accepted, in bytes.
+        proxy: websockets' proxy setting: True follows the environment, None connects directly.
+    """
+
+    open_timeout: float = 10.0
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    close_timeout: float = 2.0
+    max_size: int = 1 << 20
+    proxy: str | Literal[True] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseInfo:
+    """How a connection ended.
+
+    Attributes:
+        reason: the transport-level reason (``SERVER_CLOSED``, ``CONNECTION_LOST``,
+            ``PING_TIMEOUT``); the facade refines it with what the protocol said (KICK, UBND).
+        detail: the websocket close reason or the exception text.
+        code: the websocket close code, if any.
+        by_us: true when we started the close (the session asked for it, or ``close()``).
+    """
+
+    reason: DisconnectReason
+    detail: str = ""
+    code: int | None = None
+    by_us: bool = False
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class WebSocketTransport:
+    """One websocket connection driving one ``ClientSession``.
+
+    Args:
+        session: the sans-I/O client session (already told to ``login``).
+        url: the websocket URL, e.g. ``ws://127.0.0.1:8080/``.
+        on_events: called on the loop with each non-empty batch of session events.
+        options: websocket settings.
+    """
+
+    def __init__(
+        self,
+        session: ClientSessionLike,
+        url: str,
+        on_events: Callable[[Sequence[ClientEvent]], None],
+        *,
+        options: TransportOptions | None = None,
+    ) -> None:
+        self.session = session
+        self.url = url
+        self.options = options or TransportOptions()
+        self._on_events = on_events
+        self._ws: ClientConnection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._by_us = False
+        self._close_info: CloseInfo | None = None
+        self._done: asyncio.Future[CloseInfo] | None = None
+        self.frames_sent = 0
+        self.frames_received = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def is_open(self) -> bool:
+        """True from a successful ``open()`` until the connection ends."""
+        return self._ws is not None and self._close_info is None
+
+    @property
+    def close_info(self) -> CloseInfo | None:
+        """How the connection ended, once it has."""
+        return self._close_info
+
+    async def open(self) -> None:
+        """Open the websocket and start the reader and writer.
+
+        Raises:
+            ConnectionClosed: the websocket could not be opened (reason says why).
+        """
+        self._loop = asyncio.get_running_loop()
+        opts = self.options
+        try:
+            self._ws = await websockets.connect(
+                self.url,
+                open_timeout=opts.open_timeout,
+                ping_interval=opts.ping_interval,
+                ping_timeout=opts.ping_timeout,
+                close_timeout=opts.close_timeout,
+                max_size=opts.max_size,
+                compression=None,  # MIMC payloads are RC4 noise: deflate only costs CPU
+                proxy=opts.proxy,
+            )
+        except (OSError, TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as exc:
+            raise ConnectionClosed(f"cannot connect to {self.url}: {_describe(exc)}") from exc
+        self._done = self._loop.create_future()
+        self._reader = self._loop.create_task(self._read(), name="mimc-rx reader")
+        self._writer = self._loop.create_task(self._write(), name="mimc-rx writer")
+        self.wake()
+
+    def wake(self) -> None:
+        """Ask the writer to drain the session (call after every session command)."""
+        if self._close_info is None:
+            self._wake.set()
+
+    async def wait_closed(self) -> CloseInfo:
+        """Wait until the connection has ended and return how."""
+        if self._done is None:
+            raise RuntimeError("the transport was never opened")
+        return await asyncio.shield(self._done)
+
+    async def close(self, timeout: float | None = None) -> CloseInfo:  # noqa: ASYNC109
+        """Close the websocket from our side and wait for the reader to finish."""
+        if self._ws is None or self._done is None:
+            raise RuntimeError("the transport was never opened")
+        if self._close_info is None:
+            self._by_us = True
+            await self._ws.close()
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._done), timeout)
+        except TimeoutError:
+            # The peer never finished the closing handshake: drop the TCP connection.
+            self._ws.transport.abort()
+            return await asyncio.shield(self._done)
+
+    # ------------------------------------------------------------------ tasks
+
+    def _publish(self) -> None:
+        events = self.session.events_received()
+        if not events:
+            return
+        try:
+            self._on_events(events)
+        except Exception:  # the facade guards its subscribers; this is a last resort
+            log.exception("event handler raised; the connection goes on")
+
+    def _arm_timer(self) -> None:
+        assert self._loop is not None
+        deadline = self.session.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self.wake)
+
+    async def _write(self) -> None:
+        assert self._ws is not None
+        assert self._loop is not None
+        ws, session, loop, wake = self._ws, self.session, self._loop, self._wake
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                now = loop.time()
+                deadline = session.next_deadline()
+                if deadline is not None and now >= deadline:
+                    self._timer_at = None
+                    session.expire(now)
+                    self._publish()
+                for frame in session.data_to_send():
+                    await ws.send(frame)
+                    self.frames_sent += 1
+                if session.close_requested:
+                    self._by_us = True
+                    await ws.close()
+                    return
+                self._arm_timer()
+        except WsConnectionClosed:
+            return  # the reader sees the same close and reports it
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        assert self._loop is not None
+        ws, session, loop = self._ws, self.session, self._loop
+        error: BaseException | None = None
+        try:
+            async for message in ws:
+                if isinstance(message, str):
+                    # One frame is one *binary* message (PROTOCOL.md 2); text is not MIMC.
+                    log.warning("ignoring a text websocket message of %d chars", len(message))
+                    continue
+                self.frames_received += 1
+                session.receive_data(message, now=loop.time())
+                self._publish()
+                self._wake.set()
+        except WsConnectionClosed as exc:
+            error = exc
+        except Exception as exc:  # pragma: no cover - a bug in the session must not hang us
+            log.exception("reader failed")
+            error = exc
+            await ws.close(CloseCode.INTERNAL_ERROR, "client error")
+        finally:
+            self._finish(error)
+
+    def _finish(self, error: BaseException | None) -> None:
+        assert self._ws is not None
+        ws = self._ws
+        code, detail = ws.close_code, ws.close_reason or ""
+        if self._by_us:
+            reason = DisconnectReason.SERVER_CLOSED
+        elif code == CloseCode.INTERNAL_ERROR and detail == "keepalive ping timeout":
+            reason = DisconnectReason.PING_TIMEOUT
+        elif code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY):
+            reason = DisconnectReason.SERVER_CLOSED
+        else:
+            reason = DisconnectReason.CONNECTION_LOST
+        if not detail and error is not None and not isinstance(error, WsConnectionClosed):
+            detail = _describe(error)
+        info = CloseInfo(reason=reason, detail=detail, code=code, by_us=self._by_us)
+        self._close_info = info
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+        self.session.receive_eof()
+        self._publish()
+        if self._done is not None and not self._done.done():
+            self._done.set_result(info)
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else ("closed" if self._close_info else "new")
+        return f"<WebSocketTransport {self.url} {state}>"
