@@ -6,8 +6,9 @@
     ├── ProtocolError
     │   ├── LocalProtocolError      you called the API in a way the protocol forbids
     │   └── RemoteProtocolError     the peer sent bytes we cannot accept
-    │       └── FrameError          a frame is short, mis-sized, mis-checksummed or unparseable
-    ├── NotLoggedIn                 a send or command needs a bound session (also a LocalProtocolError)
+    │       ├── FrameError          a frame is short, mis-sized, mis-checksummed or unparseable
+    │       └── PacketError         a payload inside a good frame is not a valid message
+    ├── NotLoggedIn                 a send or command needs a bound session (a LocalProtocolError)
     ├── ConnectionClosed            the websocket went away; the reason is in the fields
     ├── LoginError                  the server refused BIND (err_type / err_reason / err_desc)
     ├── TokenError                  the token fetcher failed or returned junk
@@ -28,6 +29,7 @@ __all__ = [
     "LoginError",
     "MimcError",
     "NotLoggedIn",
+    "PacketError",
     "PayloadTooLarge",
     "ProtocolError",
     "RemoteProtocolError",
@@ -64,6 +66,24 @@ class FrameError(RemoteProtocolError):
     def __init__(self, reason: str, detail: str = "") -> None:
         self.reason = reason
         self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class PacketError(RemoteProtocolError):
+    """A message inside a well-formed frame could not be decoded (bad protobuf, bad UTF-8).
+
+    One bad packet does not end a session: the sessions turn this into a ``BadPacket`` event.
+
+    Attributes:
+        reason: a short machine-friendly reason, e.g. ``"bad-protobuf"``.
+        detail: a human explanation.
+        packet_id: the packet id, when the envelope was readable enough to carry one.
+    """
+
+    def __init__(self, reason: str, detail: str = "", packet_id: str | None = None) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.packet_id = packet_id
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 

@@ -1,0 +1,383 @@
+"""Protobuf <-> frozen dataclasses for the frame header, CONN/BIND and the MIMC packet layer.
+
+Theory of operation: see ``codec_base`` for the presence rule (absent = ``None``, so rebuilt
+frames are byte-identical to the web SDK's). This module holds the messages of PROTOCOL.md
+4.1-4.3; ``codec_uc`` holds the unlimited-group messages of 4.4. Together with ``codec_base``
+they are the only modules that import ``_pb``; everything else speaks dataclasses.
+
+``MIMCPacket`` has no ``type``/``payload`` fields: its ``body`` is the decoded inner message
+(P2P message, ack, packet list, UC packet...) and the type follows from the body's class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Final, TypeAlias
+
+from mimc_rx.errors import FrameError, PacketError
+from mimc_rx.protocol._pb import control_message_pb2 as _cm
+from mimc_rx.protocol._pb import mimc_pb2 as _mimc
+from mimc_rx.protocol.codec_base import (
+    FROZEN,
+    MIMCGroup,
+    MIMCUser,
+    OpaqueBody,
+    decode_message,
+    encode_message,
+    pb,
+    register,
+    scalar,
+)
+from mimc_rx.protocol.codec_uc import UCPacket
+
+__all__ = [
+    "DEFAULT_SERVER",
+    "MIMC_CHID",
+    "BindRequest",
+    "BindResponse",
+    "Cmd",
+    "ConnRequest",
+    "ConnResponse",
+    "Header",
+    "MIMCGroup",
+    "MIMCP2PMessage",
+    "MIMCP2TMessage",
+    "MIMCPacket",
+    "MIMCPacketAck",
+    "MIMCPacketList",
+    "MIMCSequenceAck",
+    "MIMCUser",
+    "OpaqueBody",
+    "PacketBody",
+    "PacketType",
+    "PullMessageRequest",
+    "PushStatus",
+    "decode_header",
+    "decode_message",
+    "decode_packet",
+    "encode_header",
+    "encode_message",
+    "encode_packet",
+]
+
+MIMC_CHID: Final = 9
+"""ClientHeader.chid of every MIMC frame (PROTOCOL.md 4.1)."""
+
+DEFAULT_SERVER: Final = "xiaomi.com"
+"""ClientHeader.server, and the domain in the BIND signature's ``from``/``to`` (4.1, 6.3)."""
+
+
+class Cmd:
+    """The ClientHeader.cmd strings (PROTOCOL.md 3). Plain strings: a peer may send others."""
+
+    CONN: Final = "CONN"
+    BIND: Final = "BIND"
+    PING: Final = "PING"
+    SECMSG: Final = "SECMSG"
+    KICK: Final = "KICK"
+    UBND: Final = "UBND"
+
+
+class PacketType(IntEnum):
+    """MIMC_MSG_TYPE: what a ``MIMCPacket`` carries (PROTOCOL.md 4.3)."""
+
+    P2P_MESSAGE = 1
+    P2T_MESSAGE = 2
+    SEQUENCE_ACK = 3
+    PACKET_ACK = 4
+    PULL = 5
+    COMPOUND = 6
+    RTS_SIGNAL = 7
+    UC_PACKET = 8
+    P2P_PUSH_MESSAGE = 9
+    P2T_PUSH_MESSAGE = 10
+    ONLINE_MESSAGE = 11
+    ONLINE_MESSAGE_ACK = 12
+
+
+class PushStatus(IntEnum):
+    """MIMC_PUSH_STATUS of a packet list (PROTOCOL.md 4.3, 6.10)."""
+
+    NORMAL = 1
+    EXCEED_COUNT_LIMIT = 2
+
+
+# --------------------------------------------------------------------------- frame header (4.1)
+
+
+@dataclass(**FROZEN)
+class Header:
+    """ClientHeader, the header of every web frame (PROTOCOL.md 4.1). ``None`` = absent."""
+
+    chid: int | None = pb("chid")
+    uuid: int | None = pb("uuid")
+    server: str | None = pb("server")
+    resource: str | None = pb("resource")
+    cmd: str | None = pb("cmd")
+    subcmd: str | None = pb("subcmd")
+    id: str | None = pb("id")
+    dir_flag: int | None = pb("dir_flag")
+    cipher: int | None = pb("cipher")
+    err_code: int | None = pb("err_code")
+    err_str: str | None = pb("err_str")
+
+
+def encode_header(header: Header) -> bytes:
+    """Serialize a ClientHeader; fields go out in field-number order, as jspb writes them."""
+    return encode_message(header)
+
+
+def decode_header(data: bytes) -> Header:
+    """Parse a ClientHeader; raises ``FrameError("bad-header")`` on junk."""
+    try:
+        return decode_message(Header, data)
+    except PacketError as exc:
+        raise FrameError("bad-header", exc.detail or exc.reason) from exc
+
+
+# --------------------------------------------------------------------------- connection (4.2)
+
+
+@dataclass(**FROZEN)
+class ConnRequest:
+    """XMMsgConn. The defaults are what web SDK 1.0.3 sends (PROTOCOL.md 4.2, 10.2)."""
+
+    version: int | None = pb("version", default=106)
+    model: str | None = pb("model", default="Netscape")
+    os: str | None = pb("os", default="")
+    udid: str | None = pb("udid", default="websocket")
+    sdk: int | None = pb("sdk", default=31)
+    connpt: str | None = pb("connpt")
+    host: str | None = pb("host")
+    locale: str | None = pb("locale")
+    andver: int | None = pb("andver")
+
+
+@dataclass(**FROZEN)
+class ConnResponse:
+    """XMMsgConnResp: the challenge that the BIND signature covers (PROTOCOL.md 6.1)."""
+
+    challenge: str | None = pb("challenge")
+    host: str | None = pb("host")
+
+
+@dataclass(**FROZEN)
+class BindRequest:
+    """XMMsgBind. Defaults follow the web SDK: ``kick`` present and empty, attrs absent (6.3)."""
+
+    token: str | None = pb("token")
+    kick: str | None = pb("kick", default="")
+    method: str | None = pb("method", default="XIAOMI-PASS")
+    client_attrs: str | None = pb("client_attrs")
+    cloud_attrs: str | None = pb("cloud_attrs")
+    sig: str | None = pb("sig")
+
+
+@dataclass(**FROZEN)
+class BindResponse:
+    """XMMsgBindResp: the BIND result, and also the payload of KICK (PROTOCOL.md 4.2)."""
+
+    result: bool | None = pb("result")
+    error_type: str | None = pb("error_type")
+    error_reason: str | None = pb("error_reason")
+    error_desc: str | None = pb("error_desc")
+
+
+# --------------------------------------------------------------------------- MIMC layer (4.3)
+
+
+@dataclass(**FROZEN)
+class MIMCP2PMessage:
+    """A one-to-one message (PROTOCOL.md 6.6)."""
+
+    sender: MIMCUser | None = pb("from", MIMCUser)
+    to: MIMCUser | None = pb("to", MIMCUser)
+    payload: bytes | None = pb("payload", bytes)
+    is_store: bool | None = pb("isStore")
+    biz_type: str | None = pb("bizType")
+
+
+@dataclass(**FROZEN)
+class MIMCP2TMessage:
+    """A group message (PROTOCOL.md 6.7)."""
+
+    sender: MIMCUser | None = pb("from", MIMCUser)
+    to: MIMCGroup | None = pb("to", MIMCGroup)
+    payload: bytes | None = pb("payload", bytes)
+    is_store: bool | None = pb("isStore")
+    biz_type: str | None = pb("bizType")
+
+
+@dataclass(**FROZEN)
+class MIMCPacketAck:
+    """The server's PACKET_ACK of a c2s packet (PROTOCOL.md 6.6)."""
+
+    packet_id: str | None = pb("packetId")
+    uuid: int | None = pb("uuid")
+    resource: str | None = pb("resource")
+    sequence: int | None = pb("sequence")
+    timestamp: int | None = pb("timestamp")
+    package: str | None = pb("package")
+    error_msg: str | None = pb("errorMsg")
+    code: int | None = pb("code")
+    conv_index: int | None = pb("convIndex")
+
+
+@dataclass(**FROZEN)
+class MIMCSequenceAck:
+    """The client's SEQUENCE_ACK: delivered up to ``sequence`` (PROTOCOL.md 6.9)."""
+
+    uuid: int | None = pb("uuid")
+    resource: str | None = pb("resource")
+    sequence: int | None = pb("sequence")
+    app_id: int | None = pb("appId")
+
+
+@dataclass(**FROZEN)
+class PullMessageRequest:
+    """The client's PULL request (PROTOCOL.md 6.11)."""
+
+    uuid: int | None = pb("uuid")
+    resource: str | None = pb("resource")
+    app_id: int | None = pb("appId")
+
+
+@dataclass(**FROZEN)
+class MIMCPacket:
+    """The payload of every SECMSG; ``body`` stands for the proto's ``type`` + ``payload``.
+
+    The body's class selects MIMC_MSG_TYPE (PROTOCOL.md 4.3). An ``OpaqueBody`` carries a type
+    we do not model, or, inside a packet list, a body that failed to decode.
+    """
+
+    body: PacketBody
+    packet_id: str | None = None
+    package: str | None = None
+    sequence: int | None = None
+    timestamp: int | None = None
+    conversation: bool | None = None
+    conv_index: int | None = None
+
+    @property
+    def type(self) -> int | None:
+        """The MIMC_MSG_TYPE number this packet has on the wire."""
+        if isinstance(self.body, OpaqueBody):
+            return self.body.type
+        return int(_BODY_TYPES[type(self.body)])
+
+
+@dataclass(**FROZEN)
+class MIMCPacketList:
+    """The payload of COMPOUND: messages for one (uuid, resource) (PROTOCOL.md 6.8, 6.10)."""
+
+    uuid: int | None = pb("uuid")
+    resource: str | None = pb("resource")
+    max_sequence: int | None = pb("maxSequence")
+    packets: tuple[MIMCPacket, ...] = pb("packets", MIMCPacket, repeated=True)
+    status: int | None = pb("status")
+    min_sequence: int | None = pb("minSequence")
+
+
+PacketBody: TypeAlias = (
+    MIMCP2PMessage
+    | MIMCP2TMessage
+    | MIMCSequenceAck
+    | MIMCPacketAck
+    | PullMessageRequest
+    | MIMCPacketList
+    | UCPacket
+    | OpaqueBody
+)
+
+_BODY_TYPES: Final[dict[type, PacketType]] = {
+    MIMCP2PMessage: PacketType.P2P_MESSAGE,
+    MIMCP2TMessage: PacketType.P2T_MESSAGE,
+    MIMCSequenceAck: PacketType.SEQUENCE_ACK,
+    MIMCPacketAck: PacketType.PACKET_ACK,
+    PullMessageRequest: PacketType.PULL,
+    MIMCPacketList: PacketType.COMPOUND,
+    UCPacket: PacketType.UC_PACKET,
+}
+_BODY_CLASSES: Final[dict[int, type]] = {int(t): cls for cls, t in _BODY_TYPES.items()}
+
+
+def _fill_packet(msg: Any, packet: MIMCPacket) -> None:
+    body = packet.body
+    if packet.packet_id is not None:
+        msg.packetId = packet.packet_id
+    if packet.package is not None:
+        msg.package = packet.package
+    if packet.sequence is not None:
+        msg.sequence = packet.sequence
+    if isinstance(body, OpaqueBody):
+        if body.type is not None:
+            msg.type = body.type
+        if body.payload is not None:
+            msg.payload = body.payload
+    else:
+        msg.type = int(_BODY_TYPES[type(body)])
+        msg.payload = encode_message(body)
+    if packet.timestamp is not None:
+        msg.timestamp = packet.timestamp
+    if packet.conversation is not None:
+        msg.conversation = packet.conversation
+    if packet.conv_index is not None:
+        msg.convIndex = packet.conv_index
+
+
+def _read_packet(msg: Any, strict: bool) -> MIMCPacket:
+    def opt(name: str) -> Any:
+        return scalar(getattr(msg, name), name) if msg.HasField(name) else None
+
+    packet_id: str | None = opt("packetId")
+    ptype: int | None = opt("type")
+    payload = bytes(msg.payload) if msg.HasField("payload") else None
+    cls = _BODY_CLASSES.get(ptype) if ptype is not None else None
+    body: PacketBody
+    if cls is None:
+        body = OpaqueBody(type=ptype, payload=payload)
+    else:
+        try:
+            body = decode_message(cls, payload or b"")
+        except PacketError as exc:
+            if strict:
+                raise PacketError(exc.reason, exc.detail, packet_id) from exc
+            body = OpaqueBody(type=ptype, payload=payload, error=str(exc))
+    return MIMCPacket(
+        body=body,
+        packet_id=packet_id,
+        package=opt("package"),
+        sequence=opt("sequence"),
+        timestamp=opt("timestamp"),
+        conversation=opt("conversation"),
+        conv_index=opt("convIndex"),
+    )
+
+
+def encode_packet(packet: MIMCPacket) -> bytes:
+    """Serialize a MIMCPacket: the plaintext of a SECMSG payload."""
+    return encode_message(packet)
+
+
+def decode_packet(data: bytes) -> MIMCPacket:
+    """Parse a SECMSG plaintext; raises ``PacketError`` (with ``packet_id`` when readable).
+
+    Packets inside a packet list that fail to decode become ``OpaqueBody(error=...)``, so one
+    bad entry does not cost the others (the web SDK handles each in its own try, 6.8).
+    """
+    return decode_message(MIMCPacket, data)
+
+
+register(Header, _cm.ClientHeader)
+register(ConnRequest, _cm.XMMsgConn)
+register(ConnResponse, _cm.XMMsgConnResp)
+register(BindRequest, _cm.XMMsgBind)
+register(BindResponse, _cm.XMMsgBindResp)
+register(MIMCP2PMessage, _mimc.MIMCP2PMessage)
+register(MIMCP2TMessage, _mimc.MIMCP2TMessage)
+register(MIMCPacketAck, _mimc.MIMCPacketAck)
+register(MIMCSequenceAck, _mimc.MIMCSequenceAck)
+register(PullMessageRequest, _mimc.PullMessageRequest)
+register(MIMCPacketList, _mimc.MIMCPacketList)
+register(MIMCPacket, _mimc.MIMCPacket, fill=_fill_packet, read=_read_packet)
