@@ -52,8 +52,8 @@ class ChatUser(Protocol):
     def group_messages(self) -> Observable[P2TMessage]: ...
     @property
     def disconnects(self) -> Observable[Any]: ...
-    def send_message(self, to: str, text: str) -> PacketId: ...
-    def send_group_message(self, topic_id: int, text: str) -> PacketId: ...
+    def send_message(self, to: str, text: str, /) -> PacketId: ...
+    def send_group_message(self, topic_id: int, text: str, /) -> PacketId: ...
 
 
 def _default_scheduler(user: object) -> SchedulerBase | None:
@@ -316,8 +316,15 @@ class ChatPanel:
         self._change(lambda: self.model.apply_status(status))
 
     def _on_disconnect(self, event: Any) -> None:
-        reason = getattr(event, "reason", None) or str(event)
-        self._change(lambda: self.model.apply_disconnect(str(reason)))
+        # MIMCUser publishes a Disconnected(reason, detail, code, will_reconnect); read it loosely.
+        reason = getattr(event, "reason", None)
+        text = str(reason) if reason is not None else str(event)
+        detail = getattr(event, "detail", "")
+        if detail:
+            text += f" ({detail})"
+        if getattr(event, "will_reconnect", False):
+            text += ", reconnecting"
+        self._change(lambda: self.model.apply_disconnect(text))
 
     def _on_message(self, message: P2PMessage | P2TMessage) -> None:
         self._change(lambda: self.model.receive(message))

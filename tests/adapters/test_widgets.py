@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from reactivex.testing import TestScheduler
 
 from mimc_rx.errors import NotLoggedIn
 from mimc_rx.protocol.events import P2PMessage, P2TMessage, PacketId, ServerAck, StatusChange
+from mimc_rx.streams import Disconnected, DisconnectReason
 from mimc_rx.widgets import (
     ChatModel,
     ChatPanel,
@@ -29,13 +29,6 @@ pytest.importorskip("ipywidgets")
 BOB = ConversationId.p2p("bob")
 GROUP = ConversationId.group(7)
 T0 = 1_700_000_000_000
-
-
-@dataclass
-class Disconnected:
-    """Stands in for the facade's disconnect event: the panel only reads ``reason``."""
-
-    reason: str
 
 
 class FakeUser:
@@ -363,10 +356,14 @@ def test_status_follows_login_disconnects_and_reconnects(user: FakeUser, panel: 
     user.status_subject.on_next(StatusChange(online=True))
     assert 'data-state="online"' in shown()
 
-    user.drops.on_next(Disconnected("server went away"))
+    user.drops.on_next(
+        Disconnected(
+            reason=DisconnectReason.CONNECTION_LOST, detail="server went away", will_reconnect=True
+        )
+    )
     user.status_subject.on_next(StatusChange(online=False))
     assert 'data-state="disconnected"' in shown()
-    assert "server went away" in shown()
+    assert "connection-lost (server went away), reconnecting" in shown()
 
     user.status_subject.on_next(StatusChange(online=True))
     assert 'data-state="online"' in shown()
