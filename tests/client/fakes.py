@@ -1,0 +1,220 @@
+"""In-memory stand-ins for the protocol core and the transport, for facade unit tests.
+
+``FakeNet`` plays the network and the server: it builds ``FakeSession`` / ``FakeTransport``
+pairs through ``MIMCUser``'s injection points, answers every opened connection's BIND as
+scripted, lets a test push core events to the user, and drops connections on demand. No bytes
+are involved: these tests are about the facade's behaviour (dispatch, dedup, reconnect, acks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mimc_rx.errors import ConnectionClosed, NotLoggedIn
+from mimc_rx.protocol.events import ClientEvent, PacketId, StatusChange
+from mimc_rx.streams import DisconnectReason
+from mimc_rx.transport import CloseInfo, TransportOptions
+
+__all__ = ["FakeNet", "FakeSession", "FakeTransport", "token_answer"]
+
+
+def token_answer(account: str = "alice", app_id: int = 1001, uuid: int = 77) -> dict[str, Any]:
+    """A well-formed token service answer (PROTOCOL.md 8.1)."""
+    return {
+        "code": 200,
+        "message": "success",
+        "data": {
+            "appId": str(app_id),
+            "appPackage": "com.example",
+            "appAccount": account,
+            "miChid": 9,
+            "miUserId": str(uuid),
+            "miUserSecurityKey": "a2V5",
+            "token": f"tok-{account}",
+        },
+    }
+
+
+class FakeSession:
+    """Records commands; hands out ids; knows whether it is bound from the events it saw."""
+
+    def __init__(self, app_id: int, app_account: str, resource: str) -> None:
+        self.app_id, self.app_account, self.resource = app_id, app_account, resource
+        self.answer: Any = None
+        self.sent: list[tuple[str, Any]] = []
+        self.pending: list[ClientEvent] = []
+        self.bound = False
+        self.closing = False
+        self._n = 0
+
+    def login(self, token_answer: Any, now: float) -> None:
+        self.answer = token_answer
+        if not isinstance(token_answer, dict) or token_answer.get("code") != 200:
+            self.pending.append(
+                StatusChange(online=False, err_type="get token failed", err_reason="bad answer")
+            )
+
+    def receive_data(self, data: bytes, now: float) -> None: ...
+    def receive_eof(self) -> None:
+        self.bound = False
+
+    def expire(self, now: float) -> None: ...
+
+    def events_received(self) -> list[ClientEvent]:
+        out, self.pending = self.pending, []
+        return out
+
+    def data_to_send(self) -> list[bytes]:
+        return []
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    @property
+    def close_requested(self) -> bool:
+        return self.closing
+
+    @property
+    def is_logged_in(self) -> bool:
+        return self.bound
+
+    @property
+    def uuid(self) -> int | None:
+        return int(self.answer["data"]["miUserId"]) if self.answer else None
+
+    @property
+    def token(self) -> str | None:
+        return str(self.answer["data"]["token"]) if self.answer else None
+
+    def _cmd(self, kind: str, *args: Any) -> PacketId:
+        if not self.bound:
+            raise NotLoggedIn(kind)
+        self._n += 1
+        self.sent.append((kind, args))
+        return PacketId(f"pid{self._n}")
+
+    def logout(self, now: float) -> None:
+        self.sent.append(("logout", ()))
+        self.closing = True
+
+    def send_p2p(
+        self, to: str, payload: bytes, *, is_store: bool, biz_type: str, now: float
+    ) -> PacketId:
+        return self._cmd("p2p", to, payload, is_store, biz_type)
+
+    def send_p2t(
+        self, topic: int, payload: bytes, *, is_store: bool, biz_type: str, now: float
+    ) -> PacketId:
+        return self._cmd("p2t", topic, payload, is_store, biz_type)
+
+    def send_uc(
+        self, topic: int, payload: bytes, *, is_store: bool, biz_type: str, now: float
+    ) -> PacketId:
+        return self._cmd("uc", topic, payload, is_store, biz_type)
+
+    def join_uc(self, topic_id: int, now: float) -> PacketId:
+        return self._cmd("join", topic_id)
+
+    def quit_uc(self, topic_id: int, now: float) -> PacketId:
+        return self._cmd("quit", topic_id)
+
+    def pull(self, now: float) -> PacketId:
+        return self._cmd("pull")
+
+
+class FakeTransport:
+    """A connection that exists only in memory; ``FakeNet`` drives it."""
+
+    def __init__(
+        self,
+        net: FakeNet,
+        session: FakeSession,
+        on_events: Callable[[Sequence[ClientEvent]], None],
+    ) -> None:
+        self.net, self.session, self.on_events = net, session, on_events
+        self.open_ = False
+        self.wakes = 0
+        self._done: asyncio.Future[CloseInfo] = asyncio.get_running_loop().create_future()
+
+    @property
+    def is_open(self) -> bool:
+        return self.open_ and not self._done.done()
+
+    async def open(self) -> None:
+        if self.net.connect_errors:
+            raise ConnectionClosed(self.net.connect_errors.pop(0))
+        self.open_ = True
+        bind = self.net.bind_results.pop(0) if self.net.bind_results else StatusChange(online=True)
+        if bind is not None:
+            asyncio.get_running_loop().call_soon(self.push, bind)
+
+    def push(self, *events: ClientEvent) -> None:
+        """Deliver events as if the session had produced them from server frames."""
+        for event in events:
+            if isinstance(event, StatusChange) and event.online:
+                self.session.bound = True
+        self.on_events(list(events))
+
+    def wake(self) -> None:
+        self.wakes += 1
+        if self.session.closing and self.net.close_on_logout:
+            self.drop(DisconnectReason.SERVER_CLOSED, by_us=True)
+
+    def drop(
+        self,
+        reason: DisconnectReason = DisconnectReason.CONNECTION_LOST,
+        detail: str = "",
+        *,
+        by_us: bool = False,
+    ) -> None:
+        if not self._done.done():
+            self.session.bound = False
+            self._done.set_result(CloseInfo(reason=reason, detail=detail, code=1006, by_us=by_us))
+
+    async def wait_closed(self) -> CloseInfo:
+        return await asyncio.shield(self._done)
+
+    async def close(self, timeout: float | None = None) -> CloseInfo:  # noqa: ASYNC109
+        self.drop(DisconnectReason.SERVER_CLOSED, by_us=True)
+        return await self.wait_closed()
+
+
+class FakeNet:
+    """Factories for ``MIMCUser`` plus the script of what the fake server does."""
+
+    def __init__(self) -> None:
+        self.sessions: list[FakeSession] = []
+        self.transports: list[FakeTransport] = []
+        self.bind_results: list[StatusChange | None] = []
+        self.connect_errors: list[str] = []
+        self.close_on_logout = True
+
+    def session_factory(self, app_id: int, app_account: str, resource: str) -> FakeSession:
+        session = FakeSession(app_id, app_account, resource)
+        self.sessions.append(session)
+        return session
+
+    def transport_factory(
+        self,
+        session: FakeSession,
+        url: str,
+        on_events: Callable[[Sequence[ClientEvent]], None],
+        options: TransportOptions,
+    ) -> FakeTransport:
+        transport = FakeTransport(self, session, on_events)
+        self.transports.append(transport)
+        return transport
+
+    @property
+    def current(self) -> FakeTransport:
+        return self.transports[-1]
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments wiring a ``MIMCUser`` to this net."""
+        return {
+            "session_factory": self.session_factory,
+            "transport_factory": self.transport_factory,
+            "url": "ws://fake.invalid/",
+        }
