@@ -1,0 +1,140 @@
+"""The command line: ``python -m mimc_rx <command>`` (also installed as ``mimc-rx``).
+
+Commands:
+
+* ``serve``: run the local MIMC server until Ctrl-C or SIGTERM. It prints one line with the
+  websocket and HTTP URLs on stdout once it accepts connections; logs go to stderr.
+* ``demo``: the guided demo (implemented in :mod:`mimc_rx.demo`, imported only when asked for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+log = logging.getLogger("mimc_rx.cli")
+
+DEFAULT_DB = "mimc-rx.db"
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from mimc_rx.server.config import ServerConfig, parse_app_spec
+
+    defaults = ServerConfig()
+    parser = argparse.ArgumentParser(prog="python -m mimc_rx", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the local MIMC server",
+        description="Run the wire-compatible local MIMC server (websocket at /, HTTP under /api).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="TCP port; 0 picks a free one")
+    serve.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help=f"SQLite database file (default: {DEFAULT_DB}; ':memory:' keeps nothing)",
+    )
+    serve.add_argument(
+        "--app",
+        dest="apps",
+        action="append",
+        type=parse_app_spec,
+        default=[],
+        metavar="APP_ID:APP_KEY:APP_SECRET[:PACKAGE]",
+        help="an app to serve (repeatable); without any, the built-in demo app",
+    )
+    serve.add_argument(
+        "--token-ttl", type=float, default=defaults.token_ttl, help="token lifetime in seconds"
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.idle_timeout,
+        help="drop connections silent for this many seconds",
+    )
+    serve.add_argument(
+        "--backlog-limit",
+        type=int,
+        default=defaults.backlog_limit,
+        help="offline messages pushed at login; more become a pull notification",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (stderr)",
+    )
+
+    commands.add_parser("demo", help="run the guided demo", add_help=False)
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from mimc_rx.server import DEMO_APP, LocalServer, ServerConfig
+
+    config = ServerConfig(
+        token_ttl=args.token_ttl,
+        idle_timeout=args.idle_timeout,
+        backlog_limit=args.backlog_limit,
+    )
+    server = LocalServer(db=args.db, apps=args.apps, host=args.host, port=args.port, config=config)
+    if not args.apps:
+        app = DEMO_APP
+        log.info(
+            "no --app given; serving the demo app: appId=%s appKey=%s appSecret=%s package=%s",
+            app.app_id,
+            app.app_key,
+            app.app_secret,
+            app.package,
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    await server.start()
+    try:
+        apps = ",".join(str(a.app_id) for a in server.apps)
+        print(f"mimc-rx server ready: {server.ws_url} {server.http_url}/api apps={apps}", flush=True)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await server.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "demo":
+        # Delegated whole, options included, to mimc_rx.demo:main(argv).
+        demo = importlib.import_module("mimc_rx.demo")
+        return int(demo.main(args_list[1:]) or 0)
+    args = _build_parser().parse_args(args_list)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "serve":
+        try:
+            return asyncio.run(_serve(args))
+        except OSError as exc:
+            log.error("cannot start the server: %s", exc)
+            return 1
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

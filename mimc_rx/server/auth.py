@@ -1,0 +1,179 @@
+"""Who is who: the token service and the credential checks of the HTTP APIs.
+
+The token service (PROTOCOL.md 8.1) is what an app's backend calls with the app's key and
+secret; it answers with the user's uuid, security key and a fresh token. The same token then
+authorises BIND on the websocket (6.3) and the REST calls (8.2-8.4). REST calls may instead
+present the app's credentials plus an account in the ``appKey``, ``appSecret`` and
+``appAccount`` headers (8.3); a ``token`` header wins when both are present.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from mimc_rx.server.config import AppConfig, ServerConfig
+from mimc_rx.server.storage import Store, User
+
+__all__ = [
+    "CHID",
+    "ApiError",
+    "Caller",
+    "TokenService",
+    "TokenStatus",
+]
+
+CHID = 9
+"""The MIMC channel id, always 9 (PROTOCOL.md 4.1)."""
+
+
+class ApiError(Exception):
+    """An HTTP API refusal, answered as ``{"code": code, "message": message, "data": null}``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class TokenStatus(Enum):
+    """The outcome of looking a token up."""
+
+    VALID = "valid"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Caller:
+    """An authenticated REST caller: the user and the app they belong to."""
+
+    user: User
+    app: AppConfig
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+class TokenService:
+    """Issues and checks tokens for the configured apps.
+
+    Args:
+        store: where users and tokens live.
+        apps: the configured apps by id; tokens are issued for these only.
+        config: token lifetime and clock.
+        fe_domain: the ``feDomainName`` reported in token answers (only TCP SDKs use it).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        apps: Mapping[int, AppConfig],
+        config: ServerConfig,
+        *,
+        fe_domain: str = "127.0.0.1",
+    ) -> None:
+        self.store = store
+        self.apps = dict(apps)
+        self.config = config
+        self.fe_domain = fe_domain
+        self._by_key = {app.app_key: app for app in self.apps.values()}
+
+    # ------------------------------------------------------------------ token service
+
+    def issue(self, app: AppConfig, account: str) -> dict[str, Any]:
+        """Create (if needed) the user of ``account`` and give it a new token.
+
+        Returns the ``data`` object of PROTOCOL.md 8.1, ids as decimal strings.
+        """
+        user = self.store.ensure_user(app.app_id, account)
+        token = secrets.token_urlsafe(32)
+        self.store.add_token(token, user.uuid, self.config.clock() + self.config.token_ttl)
+        return {
+            "appId": str(app.app_id),
+            "appPackage": app.package,
+            "appAccount": account,
+            "miChid": CHID,
+            "miUserId": str(user.uuid),
+            "miUserSecurityKey": user.security_key,
+            "token": token,
+            "regionBucket": 0,
+            "feDomainName": self.fe_domain,
+        }
+
+    def issue_for_request(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Handle ``POST /api/account/token`` (8.1): check the app credentials, then issue.
+
+        Raises:
+            ApiError: missing fields, unknown app, or wrong key/secret; nothing is issued.
+        """
+        account = body.get("appAccount")
+        if not isinstance(account, str) or not account:
+            raise ApiError(400, "appAccount is required")
+        app = self.app_by_id(body.get("appId"))
+        key, secret = body.get("appKey"), body.get("appSecret")
+        if (
+            app is None
+            or not isinstance(key, str)
+            or not isinstance(secret, str)
+            or not _same(key, app.app_key)
+            or not _same(secret, app.app_secret)
+        ):
+            raise ApiError(401, "invalid appId, appKey or appSecret")
+        return self.issue(app, account)
+
+    # ------------------------------------------------------------------ lookups
+
+    def app_by_id(self, value: object) -> AppConfig | None:
+        """The configured app whose id is ``value`` (an int or a decimal string)."""
+        try:
+            app_id = int(value)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            return None
+        return self.apps.get(app_id)
+
+    def resolve(self, token: str) -> tuple[TokenStatus, User | None]:
+        """Look a token up: valid (with its user), expired, or unknown."""
+        found = self.store.lookup_token(token)
+        if found is None:
+            return TokenStatus.UNKNOWN, None
+        user, expires_at = found
+        if expires_at <= self.config.clock():
+            return TokenStatus.EXPIRED, user
+        return TokenStatus.VALID, user
+
+    def authenticate(self, headers: Mapping[str, str]) -> Caller:
+        """Identify a REST caller from its headers (token, or app credentials + account).
+
+        Raises:
+            ApiError: 401 when the credentials are missing, unknown, expired or wrong.
+        """
+        token = headers.get("token")
+        if token:
+            status, user = self.resolve(token)
+            if status is TokenStatus.EXPIRED:
+                raise ApiError(401, "token expired")
+            if user is None or status is not TokenStatus.VALID:
+                raise ApiError(401, "invalid token")
+            app = self.apps.get(user.app_id)
+            if app is None:
+                raise ApiError(401, "the token's app is not served here")
+            return Caller(user=user, app=app)
+        key, secret, account = (
+            headers.get("appkey"),
+            headers.get("appsecret"),
+            headers.get("appaccount"),
+        )
+        if key and secret and account:
+            app = self._by_key.get(key)
+            if app is None or not _same(secret, app.app_secret):
+                raise ApiError(401, "invalid appKey or appSecret")
+            return Caller(user=self.store.ensure_user(app.app_id, account), app=app)
+        raise ApiError(
+            401, "missing credentials: send a token header, or appKey, appSecret and appAccount"
+        )

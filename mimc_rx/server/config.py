@@ -1,0 +1,122 @@
+"""Settings of the local server: the apps it serves and its limits.
+
+An *app* is what the MIMC cloud calls an application: an id, a key, a secret and a package name.
+The token service issues tokens only for configured apps (PROTOCOL.md 8.1). With no app given,
+the server serves :data:`DEMO_APP`, whose fake credentials are printed at start and written in
+the README, so a newcomer can log in without configuring anything.
+
+:class:`ServerConfig` gathers every tunable in one frozen value; the defaults suit both a
+notebook and a benchmark.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = [
+    "DEMO_APP",
+    "AppConfig",
+    "ServerConfig",
+    "parse_app_spec",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppConfig:
+    """One application the server accepts.
+
+    Attributes:
+        app_id: the numeric app id (shown to clients as a decimal string).
+        app_key: the app key a backend presents to the token service.
+        app_secret: the app secret a backend presents to the token service.
+        package: the app package name (token ``appPackage``, MIMCPacket.package).
+    """
+
+    app_id: int
+    app_key: str
+    app_secret: str
+    package: str = "com.example.mimc"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.app_id < 2**63:
+            raise ValueError(f"app id must be a positive 63-bit integer, not {self.app_id}")
+        if not self.app_key or not self.app_secret:
+            raise ValueError("app key and app secret must not be empty")
+
+    def __repr__(self) -> str:
+        # Never show the secret in logs or notebook output.
+        return (
+            f"AppConfig(app_id={self.app_id}, app_key={self.app_key!r}, "
+            f"app_secret='***', package={self.package!r})"
+        )
+
+
+DEMO_APP = AppConfig(
+    app_id=2882303761517000001,
+    app_key="demo-app-key",
+    app_secret="demo-app-secret",
+    package="com.example.mimcrx.demo",
+)
+"""The built-in app served when no app is configured. Its credentials are public and fake."""
+
+
+def parse_app_spec(spec: str) -> AppConfig:
+    """Parse ``APP_ID:APP_KEY:APP_SECRET[:PACKAGE]`` (the ``--app`` option of ``serve``).
+
+    Raises:
+        ValueError: when the spec is malformed; the message says what is wrong.
+    """
+    parts = spec.split(":")
+    if len(parts) not in (3, 4):
+        raise ValueError(f"expected APP_ID:APP_KEY:APP_SECRET[:PACKAGE], got {spec!r}")
+    try:
+        app_id = int(parts[0])
+    except ValueError:
+        raise ValueError(f"APP_ID must be a decimal integer, got {parts[0]!r}") from None
+    if len(parts) == 4 and parts[3]:
+        return AppConfig(app_id=app_id, app_key=parts[1], app_secret=parts[2], package=parts[3])
+    return AppConfig(app_id=app_id, app_key=parts[1], app_secret=parts[2])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """Every tunable of the local server.
+
+    Attributes:
+        token_ttl: seconds a token stays valid after it is issued.
+        idle_timeout: seconds of silence after which a connection is dropped. The web SDK 1.0.3
+            pings every 180 s (PROTOCOL.md 6.5), so the default leaves a wide margin.
+        max_payload: the largest P2P/P2T payload accepted, in bytes. The web SDK allows 15360
+            UTF-16 units, i.e. up to 15360 * 3 UTF-8 bytes (6.16).
+        max_uc_payload: the same for unlimited-group messages (10240 units, 6.16).
+        backlog_limit: at login, a backlog with more messages than this is announced with a pull
+            notification (6.10) instead of being pushed.
+        compound_size: the most packets put in one COMPOUND list.
+        pull_limit: the most messages one PULL delivers.
+        max_group_members: the member limit of a normal group (8.3).
+        history_max_count: the most messages one history query returns.
+        max_outbound_frames: a connection whose unsent frames exceed this is closed (a slow or
+            stuck reader must not hold the server's memory); stored messages reach it later.
+        sync_full: use ``PRAGMA synchronous=FULL`` (survives power loss) instead of ``NORMAL``
+            (survives a crash of the server process, the documented guarantee).
+        clock: wall clock in seconds since the epoch; tests inject a fake one to expire tokens.
+    """
+
+    token_ttl: float = 24 * 3600.0
+    idle_timeout: float = 600.0
+    max_payload: int = 15360 * 3
+    max_uc_payload: int = 10240 * 3
+    backlog_limit: int = 200
+    compound_size: int = 100
+    pull_limit: int = 1000
+    max_group_members: int = 500
+    history_max_count: int = 1000
+    max_outbound_frames: int = 100_000
+    sync_full: bool = False
+    clock: Callable[[], float] = field(default=time.time)
+
+    def now_ms(self) -> int:
+        """The wall clock in integer milliseconds, as message timestamps carry it."""
+        return int(self.clock() * 1000)

@@ -1,0 +1,217 @@
+"""The websocket gateway: an ASGI endpoint that drives one ``ServerSession`` per connection.
+
+The driver makes no protocol decisions (STYLE.md 2): each binary message goes into
+``session.receive_data``; the events go to the :class:`~mimc_rx.server.hub.Hub`; the frames the
+session wants to send are queued and written by a small writer task, so a slow reader never
+blocks the connection that produced a message for it. Writes happen when the hub flushes, after
+its commit (see :mod:`mimc_rx.server.hub`).
+
+A connection is closed, with a logged reason, when its session asks for it (UBND, KICK, a
+malformed frame), when it sends a text frame (the protocol is binary only, PROTOCOL.md 2), when
+it stays silent longer than ``ServerConfig.idle_timeout``, or when its unsent frames pile up past
+``ServerConfig.max_outbound_frames``. Nothing a client sends can raise out of this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from mimc_rx.protocol.events import Peer
+from mimc_rx.server.config import AppConfig
+from mimc_rx.server.hub import Hub
+from mimc_rx.server.storage import User
+
+if TYPE_CHECKING:
+    from mimc_rx.protocol.server import ServerSession
+
+__all__ = ["Connection", "Gateway"]
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_counter = itertools.count(1)
+
+
+class Connection:
+    """One websocket and its session, as the hub sees it.
+
+    Attributes:
+        session: the sans-I/O server session of this connection.
+        user, app, resource, peer: who is bound here (None / "" before BIND).
+        last_seen: loop time of the last message received, for the idle sweep.
+    """
+
+    def __init__(self, hub: Hub, send: Send, client: str) -> None:
+        self.hub = hub
+        self.number = next(_counter)
+        self.client = client
+        from mimc_rx.protocol.server import ServerSession
+
+        self.session: ServerSession = ServerSession()
+        self.user: User | None = None
+        self.app: AppConfig | None = None
+        self.resource = ""
+        self.peer = Peer(app_id=0)
+        self._send = send
+        self._loop = asyncio.get_running_loop()
+        self.last_seen = self._loop.time()
+        self._out: deque[bytes] = deque()
+        self._wakeup = asyncio.Event()
+        self._close: tuple[int, str] | None = None
+        self._writer = self._loop.create_task(self._write_forever())
+
+    def __repr__(self) -> str:
+        who = f" {self.user.account}/{self.resource}" if self.user is not None else ""
+        return f"<conn #{self.number} {self.client}{who}>"
+
+    @property
+    def is_open(self) -> bool:
+        """False once a close was decided; nothing more should be queued."""
+        return self._close is None
+
+    def bound(self, user: User, app: AppConfig, resource: str) -> None:
+        """Record the identity a successful BIND established."""
+        self.user, self.app, self.resource = user, app, resource
+        self.peer = Peer(
+            app_id=app.app_id, app_account=user.account, uuid=user.uuid, resource=resource
+        )
+
+    # ------------------------------------------------------------------ input
+
+    def receive(self, data: bytes) -> None:
+        """Feed one websocket message to the session and the hub."""
+        if self._close is not None:
+            return
+        now = self._loop.time()
+        self.last_seen = now
+        session = self.session
+        session.receive_data(data, now=now)
+        hub = self.hub
+        for event in session.events_received():
+            try:
+                hub.handle(self, event)
+            except Exception:
+                # A bug of ours must not take the server down; it takes this connection.
+                log.exception("%s: failed to handle %r; closing", self, type(event).__name__)
+                self.close(1011, "internal error")
+                return
+        hub.touch(self)
+
+    def expire(self, now: float) -> None:
+        """Run the session's timers if their deadline passed (called by the idle sweep)."""
+        deadline = self.session.next_deadline()
+        if deadline is not None and deadline <= now:
+            self.session.expire(now)
+            self.hub.touch(self)
+
+    # ------------------------------------------------------------------ output
+
+    def pump(self) -> None:
+        """Move the session's frames to the writer; close if the session asked to."""
+        if self._close is not None:
+            return
+        frames = self.session.data_to_send()
+        if frames:
+            self._out.extend(frames)
+            if len(self._out) > self.hub.config.max_outbound_frames:
+                log.warning("%s: %d frames unsent; closing slow reader", self, len(self._out))
+                self._out.clear()
+                self.close(1008, "too slow")
+                return
+            self._wakeup.set()
+        if self.session.close_requested:
+            self.close(1000, "")
+
+    def kick(self, err_type: str, err_reason: str, err_desc: str) -> None:
+        """Send KICK (PROTOCOL.md 6.13) and close."""
+        if self._close is not None:
+            return
+        self.session.kick(err_type, err_reason, err_desc)
+        self.pump()
+        self.close(1000, "kicked")
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close after the queued frames are written. Idempotent."""
+        if self._close is not None:
+            return
+        self._close = (code, reason)
+        self.hub.detach(self)
+        self._wakeup.set()
+
+    async def _write_forever(self) -> None:
+        out, send = self._out, self._send
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while out:
+                    await send({"type": "websocket.send", "bytes": out.popleft()})
+                if self._close is not None:
+                    code, reason = self._close
+                    await send({"type": "websocket.close", "code": code, "reason": reason})
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the peer went away while we were writing
+            log.debug("%s: write failed: %r", self, exc)
+            self.close(1006, "write failed")
+
+    async def wait_closed(self) -> None:
+        """Wait for the writer to finish (after :meth:`close`), or stop it."""
+        if not self._writer.done():
+            self._writer.cancel()
+        await asyncio.gather(self._writer, return_exceptions=True)
+
+
+class Gateway:
+    """The ASGI application of the websocket endpoint (``/``)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        client = scope.get("client")
+        conn = Connection(self.hub, send, f"{client[0]}:{client[1]}" if client else "?")
+        self.hub.attach(conn)
+        log.debug("%s: connected", conn)
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    data = message.get("bytes")
+                    if data is None:
+                        log.warning("%s: text frame; closing (the protocol is binary)", conn)
+                        conn.close(1003, "binary frames only")
+                        break
+                    conn.receive(data)
+                    if not conn.is_open:
+                        break
+                elif kind == "websocket.disconnect":
+                    break
+        except Exception:
+            log.exception("%s: gateway failure; closing", conn)
+            conn.close(1011, "internal error")
+        finally:
+            conn.session.receive_eof()
+            conn.close(1000, "")
+            self.hub.detach(conn)
+            # Let the writer send what is queued plus the close frame, then finish.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(conn._writer), timeout=5.0)
+            await conn.wait_closed()
+            log.debug("%s: disconnected", conn)

@@ -1,0 +1,538 @@
+"""The hub: bound sessions, routing, and the commit-before-ack pipeline.
+
+Theory of operation
+-------------------
+Every websocket connection drives one ``ServerSession`` (the sans-I/O core). The session turns
+bytes into events; the gateway hands each event to :meth:`Hub.handle`, which makes the business
+decisions (who is this token, who receives this message, what is stored) and answers with
+session commands. The hub never touches bytes.
+
+Work is grouped by event-loop tick. Handlers write to the store and *queue* their answers
+(PACKET_ACKs, deliveries); the first handler of a tick schedules :meth:`Hub.flush` with
+``call_soon``. ``flush`` commits once, then issues the queued acks, then one COMPOUND per
+receiving session carrying everything that arrived for it in that tick, then lets each touched
+connection write its frames. So an ack is never sent for an uncommitted message, and a burst of
+messages costs one commit and few frames (PROTOCOL.md 6.6-6.9).
+
+Routing rules (PROTOCOL.md 6.6, 6.7, 6.12):
+
+* P2P: every bound session of the recipient (only the named resource when ``to.resource`` is
+  set). Unknown recipients are created on the fly, as the cloud does for app-defined accounts,
+  so they find their stored messages at first login.
+* P2T: every bound session of every member except the sending session; the sender's other
+  resources get the message too, under the sender's sequence. Only members may send.
+* UC: every bound session of every member except the sending session; per-topic sequences.
+* ``isStore=false`` messages go to online sessions only; stored ones also wait in the inbox of
+  each recipient (see :mod:`mimc_rx.server.storage` for cursors and redelivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from mimc_rx.protocol.events import (
+    BadPacket,
+    BindRequested,
+    Delivery,
+    DeliveryKind,
+    P2PReceived,
+    P2TReceived,
+    PacketId,
+    Peer,
+    Pinged,
+    ProtocolFailure,
+    PullRequested,
+    SequenceAcked,
+    ServerEvent,
+    UCDelivery,
+    UCJoinRequested,
+    UCMessageReceived,
+    UCPinged,
+    UCQuitRequested,
+    UCSequenceAcked,
+    UnbindRequested,
+)
+from mimc_rx.server.auth import TokenService, TokenStatus
+from mimc_rx.server.config import AppConfig, ServerConfig
+from mimc_rx.server.storage import MessageKind, Store, StoredMessage, UCTopic
+
+if TYPE_CHECKING:
+    from mimc_rx.server.gateway import Connection
+
+__all__ = ["Hub"]
+
+log = logging.getLogger(__name__)
+
+# errorMsg texts of refused packets (PACKET_ACK, PROTOCOL.md 4.3). Short and free of detail.
+ERR_TOO_LARGE = "payload too large"
+ERR_NO_RECIPIENT = "invalid recipient"
+ERR_OTHER_APP = "recipient belongs to another app"
+ERR_NO_TOPIC = "topic not found"
+ERR_NOT_MEMBER = "not a member of the topic"
+ERR_MALFORMED = "malformed packet"
+
+# UC JOIN_RESP / QUIT_RESP codes; 0 is success (PROTOCOL.md 4.4).
+UC_OK = 0
+UC_NOT_FOUND = 404
+
+# A tick that accumulates this many queued answers is flushed at once, so a flooding client
+# cannot make the others wait for its whole burst.
+_FLUSH_EARLY = 1024
+
+
+class Hub:
+    """Routing and storage logic shared by every connection and the HTTP APIs.
+
+    Args:
+        store: the durable state.
+        apps: the configured apps, by id.
+        config: limits and clock.
+        tokens: the token service (also used by the HTTP APIs).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        apps: dict[int, AppConfig],
+        config: ServerConfig,
+        tokens: TokenService,
+    ) -> None:
+        self.store = store
+        self.apps = apps
+        self.config = config
+        self.tokens = tokens
+        self.connections: set[Connection] = set()
+        self._bound: dict[int, dict[str, Connection]] = {}
+        self._acks: list[tuple[Connection, PacketId, int, int, str]] = []
+        self._deliveries: dict[Connection, list[Delivery]] = {}
+        self._uc_deliveries: dict[tuple[Connection, int], list[UCDelivery]] = {}
+        self._touched: set[Connection] = set()
+        self._queued = 0
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Bind to the running loop and start the idle sweeper."""
+        self._loop = asyncio.get_running_loop()
+        self._sweeper = self._loop.create_task(self._sweep_forever(), name="mimc-rx idle sweeper")
+
+    async def close(self) -> None:
+        """Stop the sweeper, close every connection, flush and close the store."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+        for conn in list(self.connections):
+            conn.close(1001, "server shutting down")
+        self.flush()
+        self.store.close()
+
+    def attach(self, conn: Connection) -> None:
+        """A websocket was accepted."""
+        self.connections.add(conn)
+
+    def detach(self, conn: Connection) -> None:
+        """A websocket went away: forget it (its undelivered messages stay in the inbox)."""
+        self.connections.discard(conn)
+        self._touched.discard(conn)
+        self._deliveries.pop(conn, None)
+        if conn.user is not None:
+            sessions = self._bound.get(conn.user.uuid)
+            if sessions is not None and sessions.get(conn.resource) is conn:
+                del sessions[conn.resource]
+                if not sessions:
+                    del self._bound[conn.user.uuid]
+
+    def sessions_of(self, uuid: int) -> Iterable[Connection]:
+        """The bound connections of a user."""
+        return self._bound.get(uuid, {}).values()
+
+    def online_resources(self, uuid: int) -> list[str]:
+        """The resources a user is bound with right now."""
+        return list(self._bound.get(uuid, {}))
+
+    # ------------------------------------------------------------------ the tick pipeline
+
+    def touch(self, conn: Connection) -> None:
+        """Ask for ``conn``'s frames to be written at the end of this tick."""
+        self._touched.add(conn)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self._queued += 1
+        if self._queued >= _FLUSH_EARLY:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            loop = self._loop or asyncio.get_running_loop()
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Commit, then send this tick's acks and deliveries (see the module docstring)."""
+        self._scheduled = False
+        self._queued = 0
+        self.store.commit()
+        acks, self._acks = self._acks, []
+        for conn, packet_id, sequence, timestamp, error in acks:
+            if conn.is_open:
+                conn.session.ack_packet(
+                    packet_id, sequence=sequence, timestamp=timestamp, error_msg=error
+                )
+        deliveries, self._deliveries = self._deliveries, {}
+        size = self.config.compound_size
+        for conn, items in deliveries.items():
+            if not conn.is_open:
+                continue
+            for start in range(0, len(items), size):
+                chunk = items[start : start + size]
+                conn.session.deliver(chunk, max_sequence=chunk[-1].sequence)
+            self._touched.add(conn)
+        uc, self._uc_deliveries = self._uc_deliveries, {}
+        for (conn, topic_id), uc_items in uc.items():
+            if conn.is_open:
+                conn.session.deliver_uc(topic_id, uc_items, max_sequence=uc_items[-1].sequence)
+                self._touched.add(conn)
+        touched, self._touched = self._touched, set()
+        for conn in touched:
+            conn.pump()
+
+    def _ack(
+        self, conn: Connection, packet_id: PacketId, sequence: int, ts: int, error: str = ""
+    ) -> None:
+        self._acks.append((conn, packet_id, sequence, ts, error))
+        self._touched.add(conn)
+        self._schedule()
+
+    def _deliver(self, conn: Connection, item: Delivery) -> None:
+        queue = self._deliveries.get(conn)
+        if queue is None:
+            self._deliveries[conn] = [item]
+        else:
+            queue.append(item)
+
+    # ------------------------------------------------------------------ events
+
+    def handle(self, conn: Connection, event: ServerEvent) -> None:
+        """Answer one event of ``conn``'s session."""
+        match event:
+            case P2PReceived():
+                self._on_p2p(conn, event)
+            case SequenceAcked(sequence=sequence):
+                if conn.user is not None:
+                    self.store.advance_cursor(conn.user.uuid, conn.resource, sequence)
+                    self._schedule()
+            case P2TReceived():
+                self._on_p2t(conn, event)
+            case BindRequested():
+                self._on_bind(conn, event)
+            case PullRequested():
+                self._on_pull(conn)
+            case Pinged():
+                pass
+            case UCMessageReceived():
+                self._on_uc_message(conn, event)
+            case UCJoinRequested(topic_id=topic_id):
+                self._on_uc_join(conn, topic_id)
+            case UCQuitRequested(topic_id=topic_id):
+                self._on_uc_quit(conn, topic_id)
+            case UCPinged():
+                # PROTOCOL.md 10.10: the list may name left or unknown topics; only answer.
+                conn.session.uc_pong()
+            case UCSequenceAcked():
+                pass
+            case UnbindRequested():
+                log.debug("%s logged out (UBND)", conn)
+            case ProtocolFailure(reason=reason, detail=detail):
+                log.warning("%s: protocol failure %s (%s); closing", conn, reason, detail)
+            case BadPacket(reason=reason, packet_id=packet_id, detail=detail):
+                log.info("%s: bad packet %s (%s)", conn, reason, detail)
+                if packet_id is not None and conn.user is not None:
+                    self._ack(conn, packet_id, 0, self.config.now_ms(), ERR_MALFORMED)
+        self.touch(conn)
+
+    # ------------------------------------------------------------------ BIND (6.3)
+
+    def _on_bind(self, conn: Connection, event: BindRequested) -> None:
+        session = conn.session
+        status, user = self.tokens.resolve(event.token)
+        # PROTOCOL.md 4.2: the TCP SDKs refetch a token on "token-expired" / "invalid-token".
+        if status is TokenStatus.EXPIRED:
+            session.reject_bind("token-expired", "token-expired", "the token has expired")
+            log.info("%s: BIND refused, expired token", conn)
+            return
+        if user is None or status is not TokenStatus.VALID:
+            session.reject_bind("auto", "invalid-token", "unknown token")
+            log.info("%s: BIND refused, unknown token", conn)
+            return
+        app = self.apps.get(user.app_id)
+        if user.uuid != event.uuid or app is None:
+            session.reject_bind("auto", "invalid-token", "the token does not match the user")
+            log.info("%s: BIND refused, token of uuid %s used by %s", conn, user.uuid, event.uuid)
+            return
+        if not session.accept_bind(user.security_key, app_id=app.app_id, package=app.package):
+            log.info("%s: BIND refused, signature mismatch", conn)
+            return
+        conn.bound(user, app, event.resource)
+        sessions = self._bound.setdefault(user.uuid, {})
+        older = sessions.get(event.resource)
+        sessions[event.resource] = conn
+        if older is not None and older is not conn:
+            # Same (uuid, resource) logged in again: the newer connection wins (issue 3).
+            log.info("%s: kicked by a newer login of the same resource", older)
+            older.kick("kick", "same-resource-login", "the same resource logged in elsewhere")
+        cursor = self.store.open_cursor(user.uuid, event.resource)
+        log.info("%s: bound as %s/%s", conn, user.account, event.resource)
+        self._send_backlog(conn, cursor)
+
+    def _send_backlog(self, conn: Connection, after: int) -> None:
+        assert conn.user is not None
+        count, low, high = self.store.backlog_summary(conn.user.uuid, after)
+        if count == 0:
+            return
+        if count > self.config.backlog_limit:
+            # PROTOCOL.md 6.10: too many to push; the client pulls or uses the history API.
+            conn.session.notify_backlog(low, high)
+            return
+        for message in self.store.backlog(conn.user.uuid, after, count):
+            self._deliver(conn, self._delivery_from_store(message))
+
+    def _on_pull(self, conn: Connection) -> None:
+        # PROTOCOL.md 6.11: answer with ordinary COMPOUND lists of what is pending.
+        if conn.user is None:
+            return
+        after = self.store.cursor(conn.user.uuid, conn.resource) or 0
+        for message in self.store.backlog(conn.user.uuid, after, self.config.pull_limit):
+            self._deliver(conn, self._delivery_from_store(message))
+
+    def _delivery_from_store(self, message: StoredMessage) -> Delivery:
+        kind = DeliveryKind.P2P if message.kind is MessageKind.P2P else DeliveryKind.P2T
+        return Delivery(
+            kind=kind,
+            packet_id=PacketId(message.packet_id),
+            package=message.package,
+            sequence=message.seq,
+            timestamp=message.ts,
+            sender=Peer(
+                app_id=message.app_id,
+                app_account=message.from_account,
+                uuid=message.from_uuid,
+                resource=message.from_resource,
+            ),
+            payload=message.payload,
+            is_store=True,
+            biz_type=message.biz_type,
+            to_account=message.to_account,
+            to_uuid=message.to_uuid,
+            to_resource=message.to_resource,
+            topic_id=message.topic_id,
+        )
+
+    # ------------------------------------------------------------------ P2P and P2T (6.6, 6.7)
+
+    def _on_p2p(self, conn: Connection, event: P2PReceived) -> None:
+        user, app = conn.user, conn.app
+        now_ms = self.config.now_ms()
+        if user is None or app is None:
+            return
+        error = ""
+        if len(event.payload) > self.config.max_payload:
+            error = ERR_TOO_LARGE
+        elif not event.to_account:
+            error = ERR_NO_RECIPIENT
+        elif event.to_app_id not in (0, app.app_id):
+            error = ERR_OTHER_APP
+        if error:
+            self._ack(conn, event.packet_id, 0, now_ms, error)
+            return
+        store = self.store
+        recipient = store.ensure_user(app.app_id, event.to_account)
+        sender_seq = store.next_user_sequence(user, now_ms)
+        seq = sender_seq if recipient is user else store.next_user_sequence(recipient, now_ms)
+        if event.is_store:
+            message_id = store.add_message(
+                kind=MessageKind.P2P,
+                app_id=app.app_id,
+                packet_id=event.packet_id,
+                package=app.package,
+                sender=user,
+                from_resource=conn.resource,
+                payload=event.payload,
+                biz_type=event.biz_type,
+                ts=now_ms,
+                sender_seq=sender_seq,
+                to_user=recipient,
+                to_resource=event.to_resource,
+            )
+            store.add_inbox(((recipient.uuid, seq, message_id),))
+        sessions = self._bound.get(recipient.uuid)
+        if sessions:
+            item = Delivery(
+                kind=DeliveryKind.P2P,
+                packet_id=event.packet_id,
+                package=app.package,
+                sequence=seq,
+                timestamp=now_ms,
+                sender=conn.peer,
+                payload=event.payload,
+                is_store=event.is_store,
+                biz_type=event.biz_type,
+                to_account=recipient.account,
+                to_uuid=recipient.uuid,
+                to_resource=event.to_resource,
+            )
+            for resource, target in sessions.items():
+                if not event.to_resource or resource == event.to_resource:
+                    self._deliver(target, item)
+        self._ack(conn, event.packet_id, sender_seq, now_ms)
+
+    def _on_p2t(self, conn: Connection, event: P2TReceived) -> None:
+        user, app = conn.user, conn.app
+        now_ms = self.config.now_ms()
+        if user is None or app is None:
+            return
+        topic = self.store.topics.get(event.topic_id)
+        error = ""
+        if len(event.payload) > self.config.max_payload:
+            error = ERR_TOO_LARGE
+        elif topic is None or topic.app_id != app.app_id:
+            error = ERR_NO_TOPIC
+        elif user.uuid not in topic.members:
+            error = ERR_NOT_MEMBER
+        if error or topic is None:
+            self._ack(conn, event.packet_id, 0, now_ms, error)
+            return
+        store = self.store
+        sender_seq = store.next_user_sequence(user, now_ms)
+        message_id = 0
+        if event.is_store:
+            message_id = store.add_message(
+                kind=MessageKind.P2T,
+                app_id=app.app_id,
+                packet_id=event.packet_id,
+                package=app.package,
+                sender=user,
+                from_resource=conn.resource,
+                payload=event.payload,
+                biz_type=event.biz_type,
+                ts=now_ms,
+                sender_seq=sender_seq,
+                topic_id=topic.topic_id,
+            )
+        inbox: list[tuple[int, int, int]] = []
+        bound = self._bound
+        users = store.users
+        for member in topic.members:
+            if member == user.uuid:
+                seq = sender_seq
+            else:
+                seq = store.next_user_sequence(users[member], now_ms)
+                if message_id:
+                    inbox.append((member, seq, message_id))
+            sessions = bound.get(member)
+            if not sessions:
+                continue
+            item = Delivery(
+                kind=DeliveryKind.P2T,
+                packet_id=event.packet_id,
+                package=app.package,
+                sequence=seq,
+                timestamp=now_ms,
+                sender=conn.peer,
+                payload=event.payload,
+                is_store=event.is_store,
+                biz_type=event.biz_type,
+                topic_id=topic.topic_id,
+            )
+            for target in sessions.values():
+                if target is not conn:
+                    self._deliver(target, item)
+        if inbox:
+            store.add_inbox(inbox)
+        self._ack(conn, event.packet_id, sender_seq, now_ms)
+
+    # ------------------------------------------------------------------ unlimited groups (6.12)
+
+    def _uc_topic(self, conn: Connection, topic_id: int) -> UCTopic | None:
+        topic = self.store.uc_topics.get(topic_id)
+        if topic is None or conn.app is None or topic.app_id != conn.app.app_id:
+            return None
+        return topic
+
+    def _on_uc_join(self, conn: Connection, topic_id: int) -> None:
+        topic = self._uc_topic(conn, topic_id)
+        if topic is None or conn.user is None:
+            conn.session.uc_join_result(topic_id, code=UC_NOT_FOUND, message=ERR_NO_TOPIC)
+            return
+        self.store.uc_join(topic, conn.user.uuid)
+        conn.session.uc_join_result(topic_id, code=UC_OK, message="success")
+
+    def _on_uc_quit(self, conn: Connection, topic_id: int) -> None:
+        topic = self._uc_topic(conn, topic_id)
+        if topic is None or conn.user is None:
+            conn.session.uc_quit_result(topic_id, code=UC_NOT_FOUND, message=ERR_NO_TOPIC)
+            return
+        self.store.uc_quit(topic, conn.user.uuid)
+        conn.session.uc_quit_result(topic_id, code=UC_OK, message="success")
+
+    def _on_uc_message(self, conn: Connection, event: UCMessageReceived) -> None:
+        topic = self._uc_topic(conn, event.topic_id)
+        user = conn.user
+        if topic is None or user is None or user.uuid not in topic.members:
+            # No reply is defined for a refused UC message (PROTOCOL.md 6.12, 10.19).
+            log.info("%s: UC message to topic %s refused (not a member)", conn, event.topic_id)
+            return
+        if len(event.payload) > self.config.max_uc_payload:
+            log.info("%s: UC message of %d bytes refused (too large)", conn, len(event.payload))
+            return
+        now_ms = self.config.now_ms()
+        item = UCDelivery(
+            packet_id=event.message_id,
+            sequence=self.store.next_uc_sequence(topic, now_ms),
+            timestamp=now_ms,
+            sender=conn.peer,
+            payload=event.payload,
+            is_store=event.is_store,
+            biz_type=event.biz_type,
+        )
+        queues = self._uc_deliveries
+        for member in topic.members:
+            for target in self.sessions_of(member):
+                if target is not conn:
+                    queues.setdefault((target, topic.topic_id), []).append(item)
+        self._schedule()
+
+    def dismiss_uc_topic(self, topic: UCTopic) -> None:
+        """Dismiss an unlimited group and push DISMISS to its online members (6.12)."""
+        for member in list(topic.members):
+            for target in self.sessions_of(member):
+                if target.is_open:
+                    target.session.uc_dismiss(topic.topic_id)
+                    self._touched.add(target)
+        self.store.delete_uc_topic(topic)
+        self.flush()
+
+    # ------------------------------------------------------------------ keepalive
+
+    async def _sweep_forever(self) -> None:
+        idle = self.config.idle_timeout
+        period = max(0.05, min(idle / 4, 30.0))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for conn in list(self.connections):
+                try:
+                    if now - conn.last_seen > idle:
+                        log.info("%s: idle for %.0f s; closing", conn, now - conn.last_seen)
+                        conn.close(1000, "idle timeout")
+                    else:
+                        conn.expire(now)
+                except Exception:
+                    log.exception("%s: keepalive check failed; closing", conn)
+                    conn.close(1011, "internal error")

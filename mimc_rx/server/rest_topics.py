@@ -1,0 +1,209 @@
+"""Normal groups: the topic REST API of PROTOCOL.md 8.3.
+
+Any member may see a group and invite; only the owner may kick, update or dismiss it; the owner
+cannot leave (code 500, "quit topic fail", as in the manual) but can hand ownership over with an
+update. A group holds at most ``ServerConfig.max_group_members`` members (500), owner included.
+Accounts that never logged in are created on the fly, as for P2P recipients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from mimc_rx.server.auth import ApiError, Caller
+from mimc_rx.server.hub import Hub
+from mimc_rx.server.rest import caller, hub_of, json_body, success
+from mimc_rx.server.storage import Topic
+
+__all__ = ["routes", "topic_info", "topic_with_members"]
+
+
+def topic_info(hub: Hub, topic: Topic) -> dict[str, Any]:
+    """The ``topicInfo`` object (ids as strings)."""
+    owner = hub.store.users.get(topic.owner_uuid)
+    return {
+        "topicId": str(topic.topic_id),
+        "ownerUuid": str(topic.owner_uuid),
+        "ownerAccount": owner.account if owner else "",
+        "topicName": topic.name,
+        "bulletin": topic.bulletin,
+    }
+
+
+def topic_with_members(hub: Hub, topic: Topic) -> dict[str, Any]:
+    """``{topicInfo, members: [{uuid, account}]}``, the answer of most calls."""
+    users = hub.store.users
+    return {
+        "topicInfo": topic_info(hub, topic),
+        "members": [
+            {"uuid": str(uuid), "account": users[uuid].account}
+            for uuid in topic.members
+            if uuid in users
+        ],
+    }
+
+
+def _accounts(value: object) -> list[str]:
+    # "a,b,c" in the manual; a JSON list is accepted too.
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = value
+    else:
+        raise ApiError(400, "accounts must be a comma-separated string")
+    return list(dict.fromkeys(a.strip() for a in items if a.strip()))
+
+
+def _caller_in_app(request: Request) -> Caller:
+    who = caller(request)
+    if str(request.path_params["app_id"]) != str(who.app.app_id):
+        raise ApiError(403, "appId does not match the credentials")
+    return who
+
+
+def _topic(request: Request, who: Caller, *, member: bool = True, owner: bool = False) -> Topic:
+    hub = hub_of(request)
+    topic = hub.store.topics.get(request.path_params["topic_id"])
+    if topic is None or topic.app_id != who.app.app_id:
+        raise ApiError(404, "topic not found")
+    if owner and topic.owner_uuid != who.user.uuid:
+        raise ApiError(403, "only the owner may do this")
+    if member and who.user.uuid not in topic.members:
+        raise ApiError(403, "not a member of the topic")
+    return topic
+
+
+def _check_limit(hub: Hub, count: int) -> None:
+    limit = hub.config.max_group_members
+    if count > limit:
+        raise ApiError(400, f"too many members (limit {limit})")
+
+
+async def _create(request: Request) -> Response:
+    who = _caller_in_app(request)
+    hub = hub_of(request)
+    body = await json_body(request)
+    name = body.get("topicName", "")
+    if not isinstance(name, str):
+        raise ApiError(400, "topicName must be a string")
+    accounts = [a for a in _accounts(body.get("accounts")) if a != who.user.account]
+    _check_limit(hub, 1 + len(accounts))
+    store = hub.store
+    members = [store.ensure_user(who.app.app_id, a).uuid for a in accounts]
+    topic = store.create_topic(
+        app_id=who.app.app_id,
+        name=name,
+        owner=who.user.uuid,
+        members=members,
+        now_ms=hub.config.now_ms(),
+    )
+    hub.flush()
+    return success(topic_with_members(hub, topic))
+
+
+async def _get(request: Request) -> Response:
+    who = _caller_in_app(request)
+    return success(topic_with_members(hub_of(request), _topic(request, who)))
+
+
+async def _mine(request: Request) -> Response:
+    who = _caller_in_app(request)
+    hub = hub_of(request)
+    return success([topic_info(hub, t) for t in hub.store.topics_of(who.user.uuid)])
+
+
+async def _invite(request: Request) -> Response:
+    who = _caller_in_app(request)
+    hub = hub_of(request)
+    topic = _topic(request, who)
+    accounts = _accounts((await json_body(request)).get("accounts"))
+    if not accounts:
+        raise ApiError(400, "accounts is required")
+    store = hub.store
+    uuids = [store.ensure_user(who.app.app_id, a).uuid for a in accounts]
+    _check_limit(hub, len(set(topic.members) | set(uuids)))
+    store.add_members(topic, uuids, now_ms=hub.config.now_ms())
+    hub.flush()
+    return success(topic_with_members(hub, topic))
+
+
+async def _leave(request: Request) -> Response:
+    who = _caller_in_app(request)
+    hub = hub_of(request)
+    topic = _topic(request, who)
+    if topic.owner_uuid == who.user.uuid:
+        raise ApiError(500, "quit topic fail")
+    hub.store.remove_members(topic, [who.user.uuid])
+    hub.flush()
+    return success(None)
+
+
+async def _kick(request: Request) -> Response:
+    who = _caller_in_app(request)
+    hub = hub_of(request)
+    topic = _topic(request, who, owner=True)
+    accounts = _accounts(request.query_params.get("accounts"))
+    if not accounts:
+        raise ApiError(400, "accounts is required")
+    store = hub.store
+    users = [store.find_user(who.app.app_id, a) for a in accounts]
+    uuids = [u.uuid for u in users if u is not None]
+    if topic.owner_uuid in uuids:
+        raise ApiError(400, "the owner cannot be kicked")
+    store.remove_members(topic, uuids)
+    hub.flush()
+    return success(topic_with_members(hub, topic))
+
+
+async def _update(request: Request) -> Response:
+    who = _caller_in_app(request)
+    hub = hub_of(request)
+    topic = _topic(request, who, owner=True)
+    body = await json_body(request)
+    name, bulletin, owner_account = (
+        body.get("topicName"),
+        body.get("bulletin"),
+        body.get("ownerAccount"),
+    )
+    for value in (name, bulletin, owner_account):
+        if value is not None and not isinstance(value, str):
+            raise ApiError(400, "topicName, bulletin and ownerAccount must be strings")
+    new_owner: int | None = None
+    if owner_account:
+        user = hub.store.find_user(who.app.app_id, owner_account)
+        if user is None or user.uuid not in topic.members:
+            raise ApiError(400, "the new owner must be a member")
+        new_owner = user.uuid
+    hub.store.update_topic(topic, name=name, bulletin=bulletin, owner=new_owner)
+    hub.flush()
+    return success(topic_with_members(hub, topic))
+
+
+async def _dismiss(request: Request) -> Response:
+    who = _caller_in_app(request)
+    hub = hub_of(request)
+    hub.store.delete_topic(_topic(request, who, owner=True))
+    hub.flush()
+    return success(None)
+
+
+def routes() -> list[BaseRoute]:
+    """The routes of this API (literal paths before parameterised ones)."""
+    base = "/api/topic/{app_id:int}"
+    one = base + "/{topic_id:int}"
+    return [
+        Route(base, _create, methods=["POST"]),
+        Route(base + "/account", _mine, methods=["GET"]),
+        Route(one, _get, methods=["GET"]),
+        Route(one, _update, methods=["PUT"]),
+        Route(one, _dismiss, methods=["DELETE"]),
+        Route(one + "/accounts", _invite, methods=["POST"]),
+        Route(one + "/accounts", _kick, methods=["DELETE"]),
+        Route(one + "/account", _leave, methods=["DELETE"]),
+    ]

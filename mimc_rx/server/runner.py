@@ -1,0 +1,348 @@
+"""Running the server: in the current event loop, or in a background thread.
+
+:class:`LocalServer` is the Python API behind ``python -m mimc_rx serve``::
+
+    async with LocalServer(db=":memory:") as server:      # inside Jupyter too (top-level await)
+        fetch = server.token_fetcher("alice")             # the client's token_fetcher
+        print(server.ws_url, server.http_url)
+
+It starts uvicorn as a task of the *running* loop: no ``asyncio.run``, and no signal handlers
+(uvicorn's would capture Ctrl-C of the notebook); the CLI installs its own. Plain scripts use
+:meth:`LocalServer.start_in_thread`, which runs the same server on a private loop in a daemon
+thread::
+
+    with LocalServer(db="chat.db").start_in_thread() as server:
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from mimc_rx.server.config import DEMO_APP, AppConfig, ServerConfig
+
+if TYPE_CHECKING:
+    from mimc_rx.server.hub import Hub
+
+__all__ = ["LocalServer", "ServerThread", "TokenFetcher"]
+
+log = logging.getLogger("mimc_rx.server")
+
+TokenFetcher = Callable[[], Awaitable[dict[str, Any]]]
+"""What :meth:`LocalServer.token_fetcher` returns: an async callable giving the raw answer."""
+
+_MAX_FRAME = 1 << 20  # one MIMC frame per websocket message; ours are far below 1 MiB
+
+
+def _make_uvicorn_server(app: Any, *, ws: str) -> Any:
+    import uvicorn
+
+    class _EmbeddedServer(uvicorn.Server):
+        # The embedding program owns the signals (Jupyter's Ctrl-C, the CLI's SIGTERM).
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            yield
+
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        ws=ws,
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,  # liveness is the protocol's PING + our idle timeout
+        ws_max_size=_MAX_FRAME,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
+    return _EmbeddedServer(config)
+
+
+class LocalServer:
+    """A wire-compatible MIMC server: websocket at ``/`` and HTTP APIs under ``/api``, one port.
+
+    Args:
+        db: SQLite file for the durable state, or ``":memory:"`` for a throw-away server.
+        apps: the apps to serve; :data:`~mimc_rx.server.config.DEMO_APP` when empty.
+        host: interface to listen on.
+        port: TCP port; 0 picks a free one (read it back from :attr:`port`).
+        config: limits, timeouts and clock.
+        ws: uvicorn's websocket implementation (``"websockets-sansio"`` or ``"websockets"``).
+    """
+
+    def __init__(
+        self,
+        *,
+        db: str | os.PathLike[str],
+        apps: Sequence[AppConfig] = (),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: ServerConfig | None = None,
+        ws: str = "websockets-sansio",
+    ) -> None:
+        self.db = os.fspath(db)
+        self.apps: tuple[AppConfig, ...] = tuple(apps) or (DEMO_APP,)
+        ids = [a.app_id for a in self.apps]
+        if len(set(ids)) != len(ids):
+            raise ValueError("two apps share an app id")
+        self.host = host
+        self.port = port
+        self.config = config or ServerConfig()
+        self._ws = ws
+        self._uvicorn: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.hub: Hub | None = None
+        """The routing and storage state while running (for tests and introspection)."""
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running else "stopped"
+        return f"<LocalServer {self.ws_url} {state} db={self.db!r}>"
+
+    # ------------------------------------------------------------------ addresses
+
+    @property
+    def app(self) -> AppConfig:
+        """The default (first) app."""
+        return self.apps[0]
+
+    @property
+    def _netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The websocket URL clients connect to (root path, PROTOCOL.md 1)."""
+        return f"ws://{self._netloc}/"
+
+    @property
+    def http_url(self) -> str:
+        """The base URL of the HTTP APIs (``/api/...`` is below it), without a trailing slash."""
+        return f"http://{self._netloc}"
+
+    @property
+    def is_running(self) -> bool:
+        """True between a successful :meth:`start` and :meth:`stop`."""
+        return self._task is not None and not self._task.done()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open the store, bind the port and serve in the running loop; returns once ready."""
+        if self._task is not None:
+            raise RuntimeError("the server is already started")
+        from mimc_rx.server.auth import TokenService
+        from mimc_rx.server.hub import Hub
+        from mimc_rx.server.rest import build_app
+        from mimc_rx.server.storage import Store
+
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(512)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        store = Store(self.db, sync_full=self.config.sync_full)
+        for app in self.apps:
+            store.save_app(app)
+        store.prune_tokens(self.config.clock())
+        store.commit()
+        apps = {a.app_id: a for a in self.apps}
+        tokens = TokenService(store, apps, self.config, fe_domain=self.host)
+        hub = Hub(store, apps, self.config, tokens)
+        hub.start()
+        self.hub = hub
+        self._uvicorn = _make_uvicorn_server(build_app(hub), ws=self._ws)
+        self._task = asyncio.get_running_loop().create_task(
+            self._uvicorn.serve(sockets=[sock]), name=f"mimc-rx server :{self.port}"
+        )
+        while not self._uvicorn.started:
+            if self._task.done():
+                await hub.close()
+                self._task.result()  # raises the startup error
+                raise RuntimeError("the server stopped during startup")
+            await asyncio.sleep(0.005)
+        log.info("serving %s and %s (db %s)", self.ws_url, self.http_url, self.db)
+
+    async def stop(self) -> None:
+        """Close every connection, stop serving and close the store. Idempotent."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        hub = self.hub
+        try:
+            if hub is not None:
+                for conn in list(hub.connections):
+                    conn.close(1001, "server shutting down")
+                hub.flush()
+            self._uvicorn.should_exit = True
+            await asyncio.gather(task, return_exceptions=True)
+        finally:
+            if hub is not None:
+                await hub.close()
+            log.info("stopped %s", self.ws_url)
+
+    async def __aenter__(self) -> LocalServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def start_in_thread(self, timeout: float = 30.0) -> ServerThread:
+        """Run this server on a private event loop in a daemon thread; returns once ready."""
+        runner = ServerThread(self)
+        runner.start(timeout)
+        return runner
+
+    # ------------------------------------------------------------------ tokens
+
+    def _pick_app(self, app: AppConfig | int | None) -> AppConfig:
+        if app is None:
+            return self.app
+        if isinstance(app, AppConfig):
+            return app
+        for candidate in self.apps:
+            if candidate.app_id == app:
+                return candidate
+        raise KeyError(f"app {app} is not served here")
+
+    async def fetch_token(self, account: str, app: AppConfig | int | None = None) -> dict[str, Any]:
+        """Ask the token service (over HTTP, PROTOCOL.md 8.1) for a token; the raw JSON answer."""
+        import httpx
+
+        chosen = self._pick_app(app)
+        body = {
+            "appId": str(chosen.app_id),
+            "appKey": chosen.app_key,
+            "appSecret": chosen.app_secret,
+            "appAccount": account,
+        }
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            response = await client.post(f"{self.http_url}/api/account/token", json=body)
+            answer: dict[str, Any] = response.json()
+            return answer
+
+    def token_fetcher(self, account: str, app: AppConfig | int | None = None) -> TokenFetcher:
+        """A token fetcher for ``account``, the shape ``MIMCUser(token_fetcher=...)`` expects.
+
+        Each call fetches a fresh token and returns the service's raw answer (a dict).
+        """
+        chosen = self._pick_app(app)
+
+        async def fetch() -> dict[str, Any]:
+            return await self.fetch_token(account, chosen)
+
+        return fetch
+
+
+class ServerThread:
+    """A :class:`LocalServer` running on its own loop in a daemon thread (for plain scripts).
+
+    Attributes and URLs are those of the wrapped server; :meth:`stop` (or leaving the ``with``
+    block) stops it and joins the thread.
+    """
+
+    def __init__(self, server: LocalServer) -> None:
+        self.server = server
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<ServerThread {self.server!r}>"
+
+    @property
+    def ws_url(self) -> str:
+        """The websocket URL."""
+        return self.server.ws_url
+
+    @property
+    def http_url(self) -> str:
+        """The HTTP base URL."""
+        return self.server.http_url
+
+    @property
+    def apps(self) -> tuple[AppConfig, ...]:
+        """The served apps."""
+        return self.server.apps
+
+    @property
+    def app(self) -> AppConfig:
+        """The default app."""
+        return self.server.app
+
+    def token_fetcher(self, account: str, app: AppConfig | int | None = None) -> TokenFetcher:
+        """Same as :meth:`LocalServer.token_fetcher` (usable from any event loop)."""
+        return self.server.token_fetcher(account, app)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the thread and wait until the server is ready (or raise its startup error)."""
+        self._thread = threading.Thread(target=self._run, name="mimc-rx server", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"the server did not start within {timeout} s")
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self.server.start()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.server.stop()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the server and join the thread. Idempotent."""
+        loop, stop, thread = self._loop, self._stop, self._thread
+        if loop is None or stop is None or thread is None:
+            return
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout)
+
+    def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

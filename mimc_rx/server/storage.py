@@ -1,0 +1,663 @@
+"""Durable state of the local server, in SQLite (the standard library's ``sqlite3``).
+
+Theory of operation
+-------------------
+The server runs on one event loop, so the store is plain synchronous code with one connection.
+Small, hot state (users and their sequence counters, tokens, delivery cursors, groups and their
+members) lives in memory as well as on disk: it is loaded once at open and written through.
+Messages are only on disk; reads (backlog, history) query SQLite, which sees the writes of the
+open transaction.
+
+Writes are **not** committed one by one. The caller (the hub) groups the work of one event-loop
+tick and calls :meth:`Store.commit` once, *before* it sends the acks and deliveries of that
+tick. An acked stored message has therefore been committed. With ``synchronous=NORMAL`` in WAL
+mode a commit survives the death of the server process (kill -9), not necessarily a power loss
+(``ServerConfig.sync_full`` gives that, at the price of an fsync per commit).
+
+Sequences
+---------
+Every sequence space (one per user, one per unlimited group) hands out
+``max(previous + 1, now_ms * 1000)``: increasing and unique within the space, roughly sortable by
+time, and still ahead of anything issued before if the database file is lost, so a client's dedup
+memory never swallows a fresh message. P2P and P2T share the user's space (PROTOCOL.md 6.15).
+
+Delivery state
+--------------
+A stored message gets one *inbox* row per recipient user, keyed by the recipient's sequence.
+Each (uuid, resource) has a *cursor*: the highest sequence that resource acknowledged. Its backlog
+is every inbox row above the cursor, so whatever was delivered but not acked is delivered again on
+the next login (at-least-once). A resource seen for the first time starts at the highest cursor of
+the user's other resources (or 0), so a new device gets what no device has received yet.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from mimc_rx.server.config import AppConfig
+
+__all__ = [
+    "MessageKind",
+    "Store",
+    "StoredMessage",
+    "Topic",
+    "UCTopic",
+    "User",
+    "next_sequence",
+]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS apps (
+    app_id INTEGER PRIMARY KEY, app_key TEXT NOT NULL, app_secret TEXT NOT NULL,
+    package TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    uuid INTEGER PRIMARY KEY, app_id INTEGER NOT NULL, account TEXT NOT NULL,
+    security_key TEXT NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (app_id, account));
+CREATE TABLE IF NOT EXISTS tokens (
+    token TEXT PRIMARY KEY, uuid INTEGER NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (
+    uuid INTEGER NOT NULL, resource TEXT NOT NULL, acked_seq INTEGER NOT NULL,
+    PRIMARY KEY (uuid, resource)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, app_id INTEGER NOT NULL,
+    packet_id TEXT NOT NULL, package TEXT NOT NULL,
+    from_uuid INTEGER NOT NULL, from_account TEXT NOT NULL, from_resource TEXT NOT NULL,
+    to_uuid INTEGER NOT NULL, to_account TEXT NOT NULL, to_resource TEXT NOT NULL,
+    topic_id INTEGER NOT NULL, payload BLOB NOT NULL, biz_type TEXT NOT NULL,
+    ts INTEGER NOT NULL, sender_seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_p2p ON messages (from_uuid, to_uuid, ts);
+CREATE INDEX IF NOT EXISTS messages_p2t ON messages (topic_id, ts);
+CREATE TABLE IF NOT EXISTS inbox (
+    uuid INTEGER NOT NULL, seq INTEGER NOT NULL, message_id INTEGER NOT NULL,
+    PRIMARY KEY (uuid, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inbox_message ON inbox (uuid, message_id);
+CREATE TABLE IF NOT EXISTS topics (
+    topic_id INTEGER PRIMARY KEY, app_id INTEGER NOT NULL, name TEXT NOT NULL,
+    owner_uuid INTEGER NOT NULL, bulletin TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS topic_members (
+    topic_id INTEGER NOT NULL, uuid INTEGER NOT NULL, joined_at INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, uuid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uc_topics (
+    topic_id INTEGER PRIMARY KEY, app_id INTEGER NOT NULL, name TEXT NOT NULL,
+    owner_uuid INTEGER NOT NULL, last_seq INTEGER NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS uc_members (
+    topic_id INTEGER NOT NULL, uuid INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, uuid)) WITHOUT ROWID;
+"""
+
+# Stale tokens are kept a while after expiry so BIND can say "token-expired" rather than
+# "invalid-token" (PROTOCOL.md 4.2: the TCP SDKs refetch on either).
+_EXPIRED_TOKEN_GRACE = 7 * 24 * 3600.0
+
+
+class MessageKind(IntEnum):
+    """What a stored message is; the values are MIMC_MSG_TYPE numbers (PROTOCOL.md 4.3)."""
+
+    P2P = 1
+    P2T = 2
+
+
+@dataclass(slots=True, kw_only=True)
+class User:
+    """A MIMC user: one account of one app, with its stable uuid and security key."""
+
+    uuid: int
+    app_id: int
+    account: str
+    security_key: str
+    last_seq: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class Topic:
+    """A normal group (PROTOCOL.md 8.3). ``members`` keeps the order in which they joined."""
+
+    topic_id: int
+    app_id: int
+    name: str
+    owner_uuid: int
+    bulletin: str = ""
+    members: dict[int, None] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class UCTopic:
+    """An unlimited group (PROTOCOL.md 6.12, 8.2) with its per-topic sequence counter."""
+
+    topic_id: int
+    app_id: int
+    name: str
+    owner_uuid: int
+    last_seq: int = 0
+    members: dict[int, None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredMessage:
+    """A message row, with ``seq`` in the sequence space of whoever asked for it."""
+
+    id: int
+    kind: MessageKind
+    app_id: int
+    packet_id: str
+    package: str
+    from_uuid: int
+    from_account: str
+    from_resource: str
+    to_uuid: int
+    to_account: str
+    to_resource: str
+    topic_id: int
+    payload: bytes
+    biz_type: str
+    ts: int
+    sender_seq: int
+    seq: int
+
+
+_MESSAGE_COLUMNS = (
+    "m.id, m.kind, m.app_id, m.packet_id, m.package, m.from_uuid, m.from_account, "
+    "m.from_resource, m.to_uuid, m.to_account, m.to_resource, m.topic_id, m.payload, "
+    "m.biz_type, m.ts, m.sender_seq"
+)
+
+
+def _row_to_message(row: Sequence[Any]) -> StoredMessage:
+    return StoredMessage(
+        id=row[0],
+        kind=MessageKind(row[1]),
+        app_id=row[2],
+        packet_id=row[3],
+        package=row[4],
+        from_uuid=row[5],
+        from_account=row[6],
+        from_resource=row[7],
+        to_uuid=row[8],
+        to_account=row[9],
+        to_resource=row[10],
+        topic_id=row[11],
+        payload=bytes(row[12]),
+        biz_type=row[13],
+        ts=row[14],
+        sender_seq=row[15],
+        seq=row[16],
+    )
+
+
+def _random_id() -> int:
+    # 18 decimal digits: well inside int64, and shown as strings anyway (PROTOCOL.md 8).
+    return 10**17 + secrets.randbelow(9 * 10**17)
+
+
+def next_sequence(previous: int, now_ms: int) -> int:
+    """The sequence after ``previous`` at wall time ``now_ms`` (see the module docstring)."""
+    return max(previous + 1, now_ms * 1000)
+
+
+class Store:
+    """The server's state: an SQLite file (or ``":memory:"``) plus in-memory indexes.
+
+    Args:
+        path: the database file, created if missing; ``":memory:"`` for a throw-away store.
+        sync_full: fsync every commit (see the module docstring).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, sync_full: bool = False) -> None:
+        self.path = os.fspath(path)
+        self._db = sqlite3.connect(self.path, isolation_level="DEFERRED", check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if sync_full else 'NORMAL'}")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(_SCHEMA_VERSION),)
+        )
+        self._db.commit()
+        self.users: dict[int, User] = {}
+        self._by_account: dict[tuple[int, str], User] = {}
+        self._tokens: dict[str, tuple[int, float]] = {}
+        self._cursors: dict[tuple[int, str], int] = {}
+        self.topics: dict[int, Topic] = {}
+        self.uc_topics: dict[int, UCTopic] = {}
+        self._topics_of: dict[int, set[int]] = {}
+        self._uc_topics_of: dict[int, set[int]] = {}
+        self._dirty_users: set[int] = set()
+        self._dirty_cursors: set[tuple[int, str]] = set()
+        self._dirty_uc: set[int] = set()
+        self._load()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _load(self) -> None:
+        db = self._db
+        for uuid, app_id, account, key, last_seq in db.execute(
+            "SELECT uuid, app_id, account, security_key, last_seq FROM users"
+        ):
+            user = User(
+                uuid=uuid, app_id=app_id, account=account, security_key=key, last_seq=last_seq
+            )
+            self.users[uuid] = user
+            self._by_account[(app_id, account)] = user
+        for token, uuid, expires_at in db.execute("SELECT token, uuid, expires_at FROM tokens"):
+            self._tokens[token] = (uuid, expires_at)
+        for uuid, resource, acked in db.execute("SELECT uuid, resource, acked_seq FROM cursors"):
+            self._cursors[(uuid, resource)] = acked
+        for topic_id, app_id, name, owner, bulletin in db.execute(
+            "SELECT topic_id, app_id, name, owner_uuid, bulletin FROM topics"
+        ):
+            self.topics[topic_id] = Topic(
+                topic_id=topic_id, app_id=app_id, name=name, owner_uuid=owner, bulletin=bulletin
+            )
+        for topic_id, uuid in db.execute(
+            "SELECT topic_id, uuid FROM topic_members ORDER BY topic_id, joined_at"
+        ):
+            self.topics[topic_id].members[uuid] = None
+            self._topics_of.setdefault(uuid, set()).add(topic_id)
+        for topic_id, app_id, name, owner, last_seq in db.execute(
+            "SELECT topic_id, app_id, name, owner_uuid, last_seq FROM uc_topics"
+        ):
+            self.uc_topics[topic_id] = UCTopic(
+                topic_id=topic_id, app_id=app_id, name=name, owner_uuid=owner, last_seq=last_seq
+            )
+        for topic_id, uuid in db.execute("SELECT topic_id, uuid FROM uc_members"):
+            self.uc_topics[topic_id].members[uuid] = None
+            self._uc_topics_of.setdefault(uuid, set()).add(topic_id)
+        log.debug(
+            "store %s: %d users, %d topics, %d unlimited topics",
+            self.path,
+            len(self.users),
+            len(self.topics),
+            len(self.uc_topics),
+        )
+
+    def commit(self) -> None:
+        """Write the dirty counters and cursors, then commit the open transaction."""
+        db = self._db
+        if self._dirty_users:
+            users = self.users
+            db.executemany(
+                "UPDATE users SET last_seq = ? WHERE uuid = ?",
+                [(users[u].last_seq, u) for u in self._dirty_users],
+            )
+            self._dirty_users.clear()
+        if self._dirty_cursors:
+            cursors = self._cursors
+            db.executemany(
+                "INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
+                [(u, r, cursors[(u, r)]) for (u, r) in self._dirty_cursors],
+            )
+            self._dirty_cursors.clear()
+        if self._dirty_uc:
+            db.executemany(
+                "UPDATE uc_topics SET last_seq = ? WHERE topic_id = ?",
+                [(self.uc_topics[t].last_seq, t) for t in self._dirty_uc if t in self.uc_topics],
+            )
+            self._dirty_uc.clear()
+        db.commit()
+
+    def close(self) -> None:
+        """Commit what is pending and close the database."""
+        try:
+            self.commit()
+        finally:
+            self._db.close()
+
+    # ------------------------------------------------------------------ apps, users, tokens
+
+    def save_app(self, app: AppConfig) -> None:
+        """Record a configured app (informational: the running config is authoritative)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO apps VALUES (?, ?, ?, ?)",
+            (app.app_id, app.app_key, app.app_secret, app.package),
+        )
+
+    def find_user(self, app_id: int, account: str) -> User | None:
+        """The user of that account, or None if nobody ever used it."""
+        return self._by_account.get((app_id, account))
+
+    def ensure_user(self, app_id: int, account: str) -> User:
+        """The user of that account, created with a fresh uuid and security key if needed."""
+        user = self._by_account.get((app_id, account))
+        if user is not None:
+            return user
+        uuid = _random_id()
+        while uuid in self.users:
+            uuid = _random_id()
+        # Standard base64 text of random bytes (PROTOCOL.md 8.1): the decoded bytes key RC4 (5),
+        # the text itself ends the BIND signature's base string (6.3).
+        key = base64.b64encode(secrets.token_bytes(16)).decode("ascii")
+        user = User(uuid=uuid, app_id=app_id, account=account, security_key=key)
+        self._db.execute("INSERT INTO users VALUES (?, ?, ?, ?, 0)", (uuid, app_id, account, key))
+        self.users[uuid] = user
+        self._by_account[(app_id, account)] = user
+        return user
+
+    def add_token(self, token: str, uuid: int, expires_at: float) -> None:
+        """Remember an issued token."""
+        self._tokens[token] = (uuid, expires_at)
+        self._db.execute(
+            "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?)", (token, uuid, expires_at)
+        )
+
+    def lookup_token(self, token: str) -> tuple[User, float] | None:
+        """The user a token was issued to and its expiry time, or None if unknown."""
+        entry = self._tokens.get(token)
+        if entry is None:
+            return None
+        user = self.users.get(entry[0])
+        return None if user is None else (user, entry[1])
+
+    def prune_tokens(self, now: float) -> int:
+        """Forget tokens that expired long ago; returns how many."""
+        cutoff = now - _EXPIRED_TOKEN_GRACE
+        stale = [t for t, (_, exp) in self._tokens.items() if exp < cutoff]
+        for token in stale:
+            del self._tokens[token]
+        if stale:
+            self._db.execute("DELETE FROM tokens WHERE expires_at < ?", (cutoff,))
+        return len(stale)
+
+    # ------------------------------------------------------------------ sequences, cursors
+
+    def next_user_sequence(self, user: User, now_ms: int) -> int:
+        """Allocate the next sequence of a user's space (P2P and P2T share it, 6.15)."""
+        seq = user.last_seq = next_sequence(user.last_seq, now_ms)
+        self._dirty_users.add(user.uuid)
+        return seq
+
+    def cursor(self, uuid: int, resource: str) -> int | None:
+        """The highest sequence this resource acknowledged, or None if never seen."""
+        return self._cursors.get((uuid, resource))
+
+    def open_cursor(self, uuid: int, resource: str) -> int:
+        """The cursor of a resource, created at its first login (see the module docstring)."""
+        key = (uuid, resource)
+        acked = self._cursors.get(key)
+        if acked is None:
+            acked = max((v for (u, _), v in self._cursors.items() if u == uuid), default=0)
+            self._cursors[key] = acked
+            self._dirty_cursors.add(key)
+        return acked
+
+    def advance_cursor(self, uuid: int, resource: str, sequence: int) -> int:
+        """Record a SEQUENCE_ACK; never beyond what was issued, never backwards."""
+        key = (uuid, resource)
+        user = self.users.get(uuid)
+        if user is None:
+            return 0
+        # A client may not ack sequences that do not exist yet: that would hide future messages.
+        sequence = min(sequence, user.last_seq)
+        current = self._cursors.get(key, 0)
+        if sequence > current:
+            self._cursors[key] = sequence
+            self._dirty_cursors.add(key)
+            return sequence
+        return current
+
+    # ------------------------------------------------------------------ messages
+
+    def add_message(
+        self,
+        *,
+        kind: MessageKind,
+        app_id: int,
+        packet_id: str,
+        package: str,
+        sender: User,
+        from_resource: str,
+        payload: bytes,
+        biz_type: str,
+        ts: int,
+        sender_seq: int,
+        to_user: User | None = None,
+        to_resource: str = "",
+        topic_id: int = 0,
+    ) -> int:
+        """Persist a stored (``isStore``) message; returns its row id for :meth:`add_inbox`."""
+        cur = self._db.execute(
+            "INSERT INTO messages (kind, app_id, packet_id, package, from_uuid, from_account, "
+            "from_resource, to_uuid, to_account, to_resource, topic_id, payload, biz_type, ts, "
+            "sender_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                int(kind),
+                app_id,
+                packet_id,
+                package,
+                sender.uuid,
+                sender.account,
+                from_resource,
+                to_user.uuid if to_user else 0,
+                to_user.account if to_user else "",
+                to_resource,
+                topic_id,
+                payload,
+                biz_type,
+                ts,
+                sender_seq,
+            ),
+        )
+        row_id = cur.lastrowid
+        assert row_id is not None
+        return row_id
+
+    def add_inbox(self, entries: Iterable[tuple[int, int, int]]) -> None:
+        """Add (recipient uuid, recipient sequence, message id) rows."""
+        self._db.executemany("INSERT INTO inbox VALUES (?, ?, ?)", entries)
+
+    def backlog_summary(self, uuid: int, after: int) -> tuple[int, int, int]:
+        """(count, min sequence, max sequence) of a user's stored messages above ``after``."""
+        count, low, high = self._db.execute(
+            "SELECT COUNT(*), MIN(seq), MAX(seq) FROM inbox WHERE uuid = ? AND seq > ?",
+            (uuid, after),
+        ).fetchone()
+        return count, low or 0, high or 0
+
+    def backlog(self, uuid: int, after: int, limit: int) -> list[StoredMessage]:
+        """A user's stored messages above sequence ``after``, oldest first."""
+        rows = self._db.execute(
+            f"SELECT {_MESSAGE_COLUMNS}, i.seq FROM inbox i JOIN messages m ON m.id = i.message_id "
+            "WHERE i.uuid = ? AND i.seq > ? ORDER BY i.seq LIMIT ?",
+            (uuid, after, limit),
+        ).fetchall()
+        return [_row_to_message(r) for r in rows]
+
+    def history(
+        self,
+        me: int,
+        *,
+        other: int | None = None,
+        topic_id: int | None = None,
+        from_ts: int | None = None,
+        to_ts: int | None = None,
+        start_seq: int | None = None,
+        stop_seq: int | None = None,
+        limit: int = 1000,
+        newest: bool = False,
+    ) -> list[StoredMessage]:
+        """Stored messages of one conversation seen from user ``me``, oldest first.
+
+        Exactly one of ``other`` (a P2P conversation with that user) and ``topic_id`` (a group,
+        limited to the messages ``me`` sent or received) is given. ``seq`` is in ``me``'s space.
+        Ranges are half-open ``[from, to)``. With ``newest``, the ``limit`` newest rows are kept.
+        """
+        where: list[str] = []
+        args: dict[str, Any] = {"me": me, "limit": limit}
+        if topic_id is not None:
+            where.append("m.kind = 2 AND m.topic_id = :topic AND (m.from_uuid = :me OR i.seq)")
+            args["topic"] = topic_id
+        else:
+            where.append(
+                "m.kind = 1 AND ((m.from_uuid = :me AND m.to_uuid = :other) "
+                "OR (m.from_uuid = :other AND m.to_uuid = :me))"
+            )
+            args["other"] = other
+        if from_ts is not None:
+            where.append("m.ts >= :from_ts")
+            args["from_ts"] = from_ts
+        if to_ts is not None:
+            where.append("m.ts < :to_ts")
+            args["to_ts"] = to_ts
+        inner = (
+            f"SELECT {_MESSAGE_COLUMNS}, CASE WHEN m.from_uuid = :me THEN m.sender_seq "
+            "ELSE i.seq END AS seq FROM messages m "
+            "LEFT JOIN inbox i ON i.uuid = :me AND i.message_id = m.id "
+            f"WHERE {' AND '.join(where)}"
+        )
+        outer: list[str] = []
+        if start_seq is not None:
+            outer.append("seq >= :start_seq")
+            args["start_seq"] = start_seq
+        if stop_seq is not None:
+            outer.append("seq < :stop_seq")
+            args["stop_seq"] = stop_seq
+        order = "DESC" if newest else "ASC"
+        sql = f"SELECT * FROM ({inner})"
+        if outer:
+            sql += f" WHERE {' AND '.join(outer)}"
+        sql += f" ORDER BY ts {order}, id {order} LIMIT :limit"
+        rows = [_row_to_message(r) for r in self._db.execute(sql, args)]
+        if newest:
+            rows.reverse()
+        return rows
+
+    # ------------------------------------------------------------------ normal groups
+
+    def create_topic(
+        self, *, app_id: int, name: str, owner: int, members: Iterable[int], now_ms: int
+    ) -> Topic:
+        """Create a group owned by ``owner``; the owner is always its first member."""
+        topic_id = _random_id()
+        while topic_id in self.topics or topic_id in self.uc_topics:
+            topic_id = _random_id()
+        topic = Topic(topic_id=topic_id, app_id=app_id, name=name, owner_uuid=owner)
+        self.topics[topic_id] = topic
+        self._db.execute(
+            "INSERT INTO topics VALUES (?, ?, ?, ?, '', ?)", (topic_id, app_id, name, owner, now_ms)
+        )
+        self.add_members(topic, [owner, *members], now_ms=now_ms)
+        return topic
+
+    def add_members(self, topic: Topic, uuids: Iterable[int], *, now_ms: int) -> list[int]:
+        """Add users to a group; returns those who were not members yet."""
+        added = [u for u in dict.fromkeys(uuids) if u not in topic.members]
+        for uuid in added:
+            topic.members[uuid] = None
+            self._topics_of.setdefault(uuid, set()).add(topic.topic_id)
+        self._db.executemany(
+            "INSERT OR IGNORE INTO topic_members VALUES (?, ?, ?)",
+            [(topic.topic_id, u, now_ms) for u in added],
+        )
+        return added
+
+    def remove_members(self, topic: Topic, uuids: Iterable[int]) -> list[int]:
+        """Remove users from a group; returns those who were members."""
+        removed = [u for u in dict.fromkeys(uuids) if u in topic.members]
+        for uuid in removed:
+            del topic.members[uuid]
+            self._topics_of.get(uuid, set()).discard(topic.topic_id)
+        self._db.executemany(
+            "DELETE FROM topic_members WHERE topic_id = ? AND uuid = ?",
+            [(topic.topic_id, u) for u in removed],
+        )
+        return removed
+
+    def update_topic(
+        self,
+        topic: Topic,
+        *,
+        name: str | None = None,
+        bulletin: str | None = None,
+        owner: int | None = None,
+    ) -> None:
+        """Change a group's name, bulletin or owner (the new owner must be a member)."""
+        if name is not None:
+            topic.name = name
+        if bulletin is not None:
+            topic.bulletin = bulletin
+        if owner is not None:
+            topic.owner_uuid = owner
+        self._db.execute(
+            "UPDATE topics SET name = ?, bulletin = ?, owner_uuid = ? WHERE topic_id = ?",
+            (topic.name, topic.bulletin, topic.owner_uuid, topic.topic_id),
+        )
+
+    def delete_topic(self, topic: Topic) -> None:
+        """Dismiss a group. Its stored messages stay in history."""
+        self.remove_members(topic, list(topic.members))
+        self.topics.pop(topic.topic_id, None)
+        self._db.execute("DELETE FROM topics WHERE topic_id = ?", (topic.topic_id,))
+
+    def topics_of(self, uuid: int) -> list[Topic]:
+        """The groups a user is a member of."""
+        return [self.topics[t] for t in sorted(self._topics_of.get(uuid, ())) if t in self.topics]
+
+    # ------------------------------------------------------------------ unlimited groups
+
+    def create_uc_topic(self, *, app_id: int, name: str, owner: int, now_ms: int) -> UCTopic:
+        """Create an unlimited group; the owner joins it."""
+        topic_id = _random_id()
+        while topic_id in self.topics or topic_id in self.uc_topics:
+            topic_id = _random_id()
+        topic = UCTopic(topic_id=topic_id, app_id=app_id, name=name, owner_uuid=owner)
+        self.uc_topics[topic_id] = topic
+        self._db.execute(
+            "INSERT INTO uc_topics VALUES (?, ?, ?, ?, 0, ?)",
+            (topic_id, app_id, name, owner, now_ms),
+        )
+        self.uc_join(topic, owner)
+        return topic
+
+    def uc_join(self, topic: UCTopic, uuid: int) -> bool:
+        """Add a member; returns False when already a member."""
+        if uuid in topic.members:
+            return False
+        topic.members[uuid] = None
+        self._uc_topics_of.setdefault(uuid, set()).add(topic.topic_id)
+        self._db.execute("INSERT OR IGNORE INTO uc_members VALUES (?, ?)", (topic.topic_id, uuid))
+        return True
+
+    def uc_quit(self, topic: UCTopic, uuid: int) -> bool:
+        """Remove a member; returns False when not a member."""
+        if uuid not in topic.members:
+            return False
+        del topic.members[uuid]
+        self._uc_topics_of.get(uuid, set()).discard(topic.topic_id)
+        self._db.execute(
+            "DELETE FROM uc_members WHERE topic_id = ? AND uuid = ?", (topic.topic_id, uuid)
+        )
+        return True
+
+    def delete_uc_topic(self, topic: UCTopic) -> None:
+        """Dismiss an unlimited group."""
+        for uuid in list(topic.members):
+            self.uc_quit(topic, uuid)
+        self.uc_topics.pop(topic.topic_id, None)
+        self._dirty_uc.discard(topic.topic_id)
+        self._db.execute("DELETE FROM uc_topics WHERE topic_id = ?", (topic.topic_id,))
+
+    def uc_topics_of(self, uuid: int) -> list[UCTopic]:
+        """The unlimited groups a user has joined."""
+        return [
+            self.uc_topics[t]
+            for t in sorted(self._uc_topics_of.get(uuid, ()))
+            if t in self.uc_topics
+        ]
+
+    def next_uc_sequence(self, topic: UCTopic, now_ms: int) -> int:
+        """Allocate the next sequence of an unlimited group (per topic, 6.12)."""
+        topic.last_seq = next_sequence(topic.last_seq, now_ms)
+        self._dirty_uc.add(topic.topic_id)
+        return topic.last_seq
