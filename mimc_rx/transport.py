@@ -280,9 +280,12 @@ class WebSocketTransport:
         assert self._ws is not None
         ws = self._ws
         code, detail = ws.close_code, ws.close_reason or ""
+        sent = error.sent if isinstance(error, WsConnectionClosed) else None
         if self._by_us:
             reason = DisconnectReason.SERVER_CLOSED
-        elif code == CloseCode.INTERNAL_ERROR and detail == "keepalive ping timeout":
+        elif sent is not None and sent.reason == "keepalive ping timeout":
+            # websockets failed the connection itself: no pong within ping_timeout.
+            reason, code, detail = DisconnectReason.PING_TIMEOUT, sent.code, sent.reason
             reason = DisconnectReason.PING_TIMEOUT
         elif code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY):
             reason = DisconnectReason.SERVER_CLOSED
