@@ -1,0 +1,697 @@
+"""``ServerSession``: the server side of one MIMC web connection, without I/O.
+
+Theory of operation. The session owns the protocol; the server's business logic (tokens,
+routing, storage) owns the data. The session answers CONN by itself with a fresh challenge
+(PROTOCOL.md 6.1), and turns everything else into an event that the business logic answers
+with a command (docs/sansio.md):
+
+* BIND -> ``BindRequested``; ``accept_bind(key, ...)`` checks the signature of 6.3 (an empty
+  ``kick`` counts as ``"0"``, 10.1) and answers ok or ``auth/invalid-sig``; ``reject_bind``
+  answers with the given error. Either way a refused client may BIND again.
+* c2s SECMSG -> one event per packet (``P2PReceived``, ``PullRequested``, ``UCJoinRequested``...).
+  The payload is decrypted only when the header says ``cipher=1`` (5, 10.3): the web SDK sends
+  it clear, the TCP SDKs encrypted. A packet claiming another sender than the bound
+  uuid/resource is refused as a ``BadPacket``.
+* Commands build s2c frames. Every s2c SECMSG is RC4-encrypted with a fresh server-chosen
+  header id and ``cipher=1`` in the header, as our capture server did (5, the vectors). Its
+  MIMCPacket id comes from the same id factory (one id, then the header id), and its
+  timestamp from the injected millisecond clock.
+* A PING is accepted in any state and echoed (6.5: the SDK ignores the echo). UBND ends the
+  session. Anything the state does not allow (SECMSG before BIND, a second CONN, an unknown
+  cmd) or a frame that does not parse is a ``ProtocolFailure``: the session asks to be closed
+  and sends the peer nothing about why.
+
+Peer bytes never raise out of ``receive_data``. Transitions are in ``_TRANSITIONS``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from mimc_rx.errors import FrameError, LocalProtocolError, PacketError
+from mimc_rx.protocol import codec, codec_uc
+from mimc_rx.protocol.codec import (
+    DEFAULT_SERVER,
+    MIMC_CHID,
+    Cmd,
+    Header,
+    MIMCGroup,
+    MIMCPacket,
+    MIMCUser,
+)
+from mimc_rx.protocol.crypto import decode_security_key, rc4_payload, verify_bind_signature
+from mimc_rx.protocol.events import (
+    BadPacket,
+    BindRequested,
+    Delivery,
+    DeliveryKind,
+    P2PReceived,
+    P2TReceived,
+    PacketId,
+    Peer,
+    Pinged,
+    ProtocolFailure,
+    PullRequested,
+    SequenceAcked,
+    ServerEvent,
+    UCDelivery,
+    UCJoinRequested,
+    UCMessageReceived,
+    UCPinged,
+    UCQuitRequested,
+    UCSequenceAcked,
+    UnbindRequested,
+)
+from mimc_rx.protocol.framing import Frame, parse_frame, serialize_frame
+from mimc_rx.protocol.ids import CounterIdFactory, random_challenge, wall_clock_ms
+
+__all__ = ["CIPHER_RC4", "ServerSession", "ServerState"]
+
+CIPHER_RC4: Final = 1
+"""ClientHeader.cipher for an RC4 payload (PROTOCOL.md 4.1, 5)."""
+
+
+class ServerState(enum.Enum):
+    """AWAIT_CONN -> AWAIT_BIND -> BINDING (BindRequested emitted) -> BOUND -> CLOSED."""
+
+    AWAIT_CONN = "await-conn"
+    AWAIT_BIND = "await-bind"
+    BINDING = "binding"
+    BOUND = "bound"
+    CLOSED = "closed"
+
+
+class ServerSession:
+    """The sans-I/O MIMC server side of one connection (docs/sansio.md).
+
+    Args:
+        ids: header and packet ids of s2c frames; default ``srv<ms>-<n>``.
+        challenges: CONN challenges; default 32 random hex characters (6.1 step 2).
+        clock_ms: wall clock in ms for the MIMCPacket timestamp of s2c SECMSG.
+        host: XMMsgConnResp.host (a front-end name); absent when None.
+    """
+
+    def __init__(
+        self,
+        *,
+        ids: Callable[[], str] | None = None,
+        challenges: Callable[[], str] | None = None,
+        clock_ms: Callable[[], int] | None = None,
+        host: str | None = None,
+    ) -> None:
+        self._clock_ms: Callable[[], int] = clock_ms or wall_clock_ms
+        self._ids: Callable[[], str] = ids or CounterIdFactory("srv", self._clock_ms)
+        self._challenges: Callable[[], str] = challenges or random_challenge
+        self._host = host
+        self._state = ServerState.AWAIT_CONN
+        self._events: list[ServerEvent] = []
+        self._out: list[bytes] = []
+        self._close_requested = False
+        self._challenge: str | None = None
+        self._bind_header: Header | None = None
+        self._bind_request: codec.BindRequest | None = None
+        self._uuid: int | None = None
+        self._resource: str | None = None
+        self._app_id: int | None = None
+        self._app_account: str | None = None
+        self._package: str | None = None
+        self._security_key: str | None = None
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def state(self) -> ServerState:
+        return self._state
+
+    @property
+    def is_bound(self) -> bool:
+        return self._state is ServerState.BOUND
+
+    @property
+    def close_requested(self) -> bool:
+        """True once the session wants the transport closed (UBND, KICK, violation, close)."""
+        return self._close_requested
+
+    @property
+    def challenge(self) -> str | None:
+        """The challenge sent in the CONN reply."""
+        return self._challenge
+
+    @property
+    def uuid(self) -> int | None:
+        """The bound user's uuid (set by ``accept_bind``)."""
+        return self._uuid
+
+    @property
+    def resource(self) -> str | None:
+        return self._resource
+
+    @property
+    def app_id(self) -> int | None:
+        return self._app_id
+
+    @property
+    def app_account(self) -> str | None:
+        """Given to ``accept_bind``, or else learnt from the first packet's sender."""
+        return self._app_account
+
+    @property
+    def package(self) -> str | None:
+        return self._package
+
+    # ------------------------------------------------------------------ driver API
+
+    def events_received(self) -> list[ServerEvent]:
+        """The events since the last call, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[bytes]:
+        """The frames to write since the last call, one websocket binary message each."""
+        out, self._out = self._out, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """The server session keeps no timers; idle timeouts belong to the driver."""
+        return None
+
+    def expire(self, now: float) -> None:
+        """Nothing is timed here (see ``next_deadline``)."""
+
+    def receive_eof(self) -> None:
+        """The transport closed."""
+        self._state = ServerState.CLOSED
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Handle one websocket message. Never raises on peer bytes (STYLE.md 3)."""
+        if self._state is ServerState.CLOSED:
+            return
+        try:
+            frame = parse_frame(data)
+        except FrameError as exc:
+            self._violation(exc.reason, exc.detail)
+            return
+        cmd = frame.header.cmd
+        if cmd == Cmd.PING:
+            # 6.5: accepted in any state; echoed with the client's own header, empty payload.
+            self._events.append(Pinged())
+            self._send(frame.header)
+            return
+        handler = _TRANSITIONS.get((self._state, cmd))
+        if handler is None:
+            self._violation("unexpected-cmd", f"{cmd!r} while {self._state.name}")
+            return
+        try:
+            handler(self, frame)
+        except PacketError as exc:
+            self._events.append(
+                BadPacket(reason=exc.reason, packet_id=_pid(exc.packet_id), detail=exc.detail)
+            )
+        except Exception as exc:  # a bug of ours must not escape as the peer's fault
+            self._violation("internal-error", f"{type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ BIND commands (6.3)
+
+    def accept_bind(
+        self, security_key_b64: str, *, app_id: int, package: str, app_account: str | None = None
+    ) -> bool:
+        """Answer ``BindRequested`` for a known token: verify the signature and reply.
+
+        Args:
+            security_key_b64: the user's ``miUserSecurityKey`` as issued (base64 text).
+            app_id: the user's app; goes into s2c messages.
+            package: the app package; goes into s2c MIMCPackets.
+            app_account: the user's account, used in s2c UC packets and checked against the
+                sender of c2s packets; learnt from the first packet when None.
+
+        Returns:
+            True when the signature matched (BIND ok sent); False when it did not
+            (``auth/invalid-sig`` sent, and the client may BIND again).
+        """
+        header, request = self._pending_bind("accept_bind")
+        decode_security_key(security_key_b64)  # ValueError now rather than at the first SECMSG
+        ok = verify_bind_signature(
+            request.sig,
+            security_key_b64=security_key_b64,
+            challenge=self._challenge or "",
+            chid="" if header.chid is None else header.chid,
+            uuid="" if header.uuid is None else header.uuid,
+            resource=header.resource or "",
+            header_id=header.id or "",
+            token=request.token or "",
+            method=request.method or "",
+            kick=request.kick,  # 10.1: empty or absent means "0"
+            client_attrs=request.client_attrs,
+            cloud_attrs=request.cloud_attrs,
+            server=header.server or DEFAULT_SERVER,
+        )
+        if not ok:
+            self._reply_bind(
+                header,
+                codec.BindResponse(
+                    result=False,
+                    error_type="auth",
+                    error_reason="invalid-sig",
+                    error_desc="signature mismatch",
+                ),
+            )
+            self._state = ServerState.AWAIT_BIND
+            return False
+        self._uuid = header.uuid or 0
+        self._resource = header.resource or ""
+        self._app_id = int(app_id)
+        self._package = package
+        self._app_account = app_account
+        self._security_key = security_key_b64
+        self._reply_bind(header, codec.BindResponse(result=True))  # 6.4
+        self._state = ServerState.BOUND
+        return True
+
+    def reject_bind(self, err_type: str, err_reason: str, err_desc: str) -> None:
+        """Answer ``BindRequested`` with a refusal (e.g. ``token-expired``, 4.2)."""
+        header, _ = self._pending_bind("reject_bind")
+        reply = codec.BindResponse(
+            result=False,
+            error_type=err_type or None,
+            error_reason=err_reason or None,
+            error_desc=err_desc or None,
+        )
+        self._reply_bind(header, reply)
+        self._state = ServerState.AWAIT_BIND
+
+    # ------------------------------------------------------------------ SECMSG commands
+
+    def ack_packet(
+        self,
+        packet_id: str,
+        *,
+        sequence: int,
+        timestamp: int,
+        error_msg: str = "",
+        code: int = 200,
+    ) -> None:
+        """Send PACKET_ACK for a c2s packet (6.6). ``errorMsg`` is always present, as ours was."""
+        self._require_bound("ack_packet")
+        ack = codec.MIMCPacketAck(
+            packet_id=packet_id,
+            uuid=self._uuid,
+            resource=self._resource,
+            sequence=sequence,
+            timestamp=timestamp,
+            package=self._package,
+            error_msg=error_msg,
+            code=code,
+        )
+        self._send_secmsg(ack)
+
+    def deliver(self, items: Sequence[Delivery], *, max_sequence: int) -> None:
+        """Send one COMPOUND with ``items`` (6.6 step 2, 6.7); the client acks ``max_sequence``."""
+        self._require_bound("deliver")
+        packets = tuple(self._delivery_packet(item) for item in items)
+        self._send_secmsg(
+            codec.MIMCPacketList(
+                uuid=self._uuid,
+                resource=self._resource,
+                max_sequence=max_sequence,
+                packets=packets,
+                status=codec.PushStatus.NORMAL,
+            )
+        )
+
+    def notify_backlog(self, min_sequence: int, max_sequence: int) -> None:
+        """Send a pull notification: COMPOUND with EXCEED_COUNT_LIMIT and no packets (6.10)."""
+        self._require_bound("notify_backlog")
+        self._send_secmsg(
+            codec.MIMCPacketList(
+                uuid=self._uuid,
+                resource=self._resource,
+                max_sequence=max_sequence,
+                status=codec.PushStatus.EXCEED_COUNT_LIMIT,
+                min_sequence=min_sequence,
+            )
+        )
+
+    def uc_join_result(self, topic_id: int, code: int = 0, message: str = "success") -> None:
+        """Answer ``UCJoinRequested`` with JOIN_RESP; code 0 means joined (6.12)."""
+        self._require_bound("uc_join_result")
+        group = self._group(topic_id)
+        self._send_uc(codec_uc.UCJoinResp(group=group, code=code, message=message))
+
+    def uc_quit_result(self, topic_id: int, code: int = 0, message: str = "success") -> None:
+        """Answer ``UCQuitRequested`` with QUIT_RESP; code 0 means left (6.12)."""
+        self._require_bound("uc_quit_result")
+        group = self._group(topic_id)
+        self._send_uc(codec_uc.UCQuitResp(group=group, code=code, message=message))
+
+    def deliver_uc(self, topic_id: int, items: Sequence[UCDelivery], *, max_sequence: int) -> None:
+        """Send one MESSAGE_LIST of a topic; sequences are per topic (6.12, 6.15)."""
+        self._require_bound("deliver_uc")
+        group = self._group(topic_id)
+        messages = tuple(
+            codec_uc.UCMessageBody(
+                group=group,
+                payload=item.payload,
+                sequence=item.sequence,
+                is_store=item.is_store,
+                user=_user(item.sender),
+                timestamp=item.timestamp,
+                packet_id=item.packet_id,
+                biz_type=item.biz_type or None,
+            )
+            for item in items
+        )
+        self._send_uc(
+            codec_uc.UCMessageList(group=group, messages=messages, max_sequence=max_sequence)
+        )
+
+    def uc_pong(self) -> None:
+        """Answer ``UCPinged`` with an empty PONG (the SDK ignores it, 6.12)."""
+        self._require_bound("uc_pong")
+        self._send_uc(codec_uc.UCPong())
+
+    def uc_dismiss(self, topic_id: int) -> None:
+        """Tell this client that an unlimited group is gone (DISMISS, 6.12)."""
+        self._require_bound("uc_dismiss")
+        self._send_uc(codec_uc.UCDismiss(group=self._group(topic_id)))
+
+    # ------------------------------------------------------------------ ending
+
+    def kick(self, err_type: str = "", err_reason: str = "", err_desc: str = "") -> None:
+        """Send KICK (payload XMMsgBindResp, 6.13) and ask to close."""
+        if self._state is ServerState.CLOSED:
+            return
+        header = Header(
+            chid=MIMC_CHID,
+            uuid=self._uuid,
+            server=DEFAULT_SERVER,
+            resource=self._resource,
+            cmd=Cmd.KICK,
+            id=self._ids(),
+        )
+        reply = codec.BindResponse(
+            result=False,
+            error_type=err_type or None,
+            error_reason=err_reason or None,
+            error_desc=err_desc or None,
+        )
+        self._send(header, codec.encode_message(reply))
+        self.close()
+
+    def close(self) -> None:
+        """Ask the driver to close the connection (after flushing ``data_to_send``)."""
+        self._state = ServerState.CLOSED
+        self._close_requested = True
+
+    # ------------------------------------------------------------------ frame handlers
+
+    def _on_conn(self, frame: Frame) -> None:
+        try:
+            codec.decode_message(codec.ConnRequest, frame.payload)
+        except PacketError as exc:
+            self._violation("bad-conn", exc.detail)
+            return
+        self._challenge = self._challenges()
+        # 6.1 step 2: our reply echoes the client's header id and sets chid 9.
+        header = Header(
+            chid=MIMC_CHID,
+            server=frame.header.server or DEFAULT_SERVER,
+            cmd=Cmd.CONN,
+            id=frame.header.id,
+        )
+        reply = codec.ConnResponse(challenge=self._challenge, host=self._host)
+        self._send(header, codec.encode_message(reply))
+        self._state = ServerState.AWAIT_BIND
+
+    def _on_bind(self, frame: Frame) -> None:
+        try:
+            request = codec.decode_message(codec.BindRequest, frame.payload)
+        except PacketError as exc:
+            self._violation("bad-bind", exc.detail)
+            return
+        header = frame.header
+        self._bind_header, self._bind_request = header, request
+        self._state = ServerState.BINDING
+        self._events.append(
+            BindRequested(
+                uuid=header.uuid or 0,
+                resource=header.resource or "",
+                token=request.token or "",
+                chid=header.chid or 0,
+            )
+        )
+
+    def _on_unbind(self, frame: Frame) -> None:
+        # 6.13: the compatible answer to UBND is to close the connection.
+        self._events.append(UnbindRequested())
+        self.close()
+
+    def _on_secmsg(self, frame: Frame) -> None:
+        assert self._security_key is not None
+        payload = frame.payload
+        cipher = frame.header.cipher
+        if cipher == CIPHER_RC4:  # 5, 10.3: decrypt only when the header says so
+            payload = rc4_payload(self._security_key, frame.header.id or "", payload)
+        elif cipher:
+            raise PacketError("unsupported-cipher", f"cipher {cipher}")
+        packet = codec.decode_packet(payload)
+        packet_id = _pid(packet.packet_id)
+        body = packet.body
+        match body:
+            case codec.MIMCP2PMessage():
+                self._check_sender(body.sender, packet_id)
+                to = body.to or MIMCUser()
+                self._events.append(
+                    P2PReceived(
+                        packet_id=self._need_id(packet_id),
+                        package=packet.package or "",
+                        sender=self._peer(),
+                        to_account=to.app_account or "",
+                        to_app_id=to.app_id if to.app_id is not None else self._app_id or 0,
+                        payload=body.payload or b"",
+                        is_store=body.is_store is not False,  # web default: store (6.6)
+                        biz_type=body.biz_type or "",
+                        to_resource=to.resource or "",
+                    )
+                )
+            case codec.MIMCP2TMessage():
+                self._check_sender(body.sender, packet_id)
+                self._events.append(
+                    P2TReceived(
+                        packet_id=self._need_id(packet_id),
+                        package=packet.package or "",
+                        sender=self._peer(),
+                        topic_id=_topic(body.to),
+                        payload=body.payload or b"",
+                        is_store=body.is_store is not False,
+                        biz_type=body.biz_type or "",
+                    )
+                )
+            case codec.MIMCSequenceAck():
+                self._events.append(SequenceAcked(sequence=body.sequence or 0))  # 6.9
+            case codec.PullMessageRequest():
+                self._events.append(PullRequested(packet_id=self._need_id(packet_id)))  # 6.11
+            case codec_uc.UCPacket():
+                self._on_uc(body, packet_id)
+            case _:
+                raise PacketError(
+                    "unexpected-type", f"type {packet.type} from a client", packet.packet_id
+                )
+
+    def _on_uc(self, uc: codec_uc.UCPacket, outer_id: PacketId | None) -> None:
+        packet_id = _pid(uc.packet_id) or outer_id
+        self._check_sender(uc.user, packet_id)
+        body = uc.body
+        match body:
+            case codec_uc.UCJoin():
+                self._events.append(
+                    UCJoinRequested(packet_id=self._need_id(packet_id), topic_id=_topic(body.group))
+                )
+            case codec_uc.UCQuit():
+                self._events.append(
+                    UCQuitRequested(packet_id=self._need_id(packet_id), topic_id=_topic(body.group))
+                )
+            case codec_uc.UCMessageBody():
+                self._events.append(
+                    UCMessageReceived(
+                        packet_id=self._need_id(packet_id),
+                        message_id=PacketId(body.packet_id or packet_id or ""),
+                        sender=self._peer(),
+                        topic_id=_topic(body.group),
+                        payload=body.payload or b"",
+                        is_store=bool(body.is_store),
+                        biz_type=body.biz_type or "",
+                    )
+                )
+            case codec_uc.UCSequenceAck():
+                self._events.append(
+                    UCSequenceAcked(topic_id=_topic(body.group), sequence=body.sequence or 0)
+                )
+            case codec_uc.UCPing():
+                # 10.10: the list may repeat or name left topics; the business logic copes.
+                topics = tuple(g.topic_id for g in body.groups if g.topic_id is not None)
+                self._events.append(UCPinged(topic_ids=topics))
+            case _:
+                raise PacketError("unexpected-type", f"UC type {uc.type} from a client", packet_id)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _pending_bind(self, command: str) -> tuple[Header, codec.BindRequest]:
+        if (
+            self._state is not ServerState.BINDING
+            or self._bind_header is None
+            or self._bind_request is None
+        ):
+            raise LocalProtocolError(f"cannot {command} while {self._state.name}")
+        return self._bind_header, self._bind_request
+
+    def _require_bound(self, command: str) -> None:
+        if self._state is not ServerState.BOUND:
+            raise LocalProtocolError(f"cannot {command} while {self._state.name}")
+
+    def _check_sender(self, user: MIMCUser | None, packet_id: PacketId | None) -> None:
+        """Refuse a packet whose sender is not the bound user (uuid, resource, account)."""
+        if user is None:
+            return
+        if self._app_account is None and user.app_account:
+            self._app_account = user.app_account  # learnt once, then enforced
+        mismatch = (
+            (user.uuid is not None and user.uuid != self._uuid)
+            or (user.resource is not None and user.resource != self._resource)
+            or (user.app_account is not None and user.app_account != self._app_account)
+        )
+        if mismatch:
+            raise PacketError(
+                "sender-mismatch",
+                f"sender {user.app_account}/{user.uuid}/{user.resource} is not the bound user",
+                packet_id,
+            )
+
+    @staticmethod
+    def _need_id(packet_id: PacketId | None) -> PacketId:
+        if not packet_id:
+            raise PacketError("missing-packet-id", "the packet carries no packet id")
+        return packet_id
+
+    def _peer(self) -> Peer:
+        return Peer(
+            app_id=self._app_id or 0,
+            app_account=self._app_account or "",
+            uuid=self._uuid or 0,
+            resource=self._resource or "",
+        )
+
+    def _me(self) -> MIMCUser:
+        # 6.12: s2c UC packets name the receiving user with uuid and resource.
+        return MIMCUser(
+            app_id=self._app_id,
+            app_account=self._app_account,
+            uuid=self._uuid,
+            resource=self._resource,
+        )
+
+    def _group(self, topic_id: int) -> MIMCGroup:
+        return MIMCGroup(app_id=self._app_id, topic_id=topic_id)
+
+    def _delivery_packet(self, item: Delivery) -> MIMCPacket:
+        body: codec.PacketBody
+        if item.kind is DeliveryKind.P2T:
+            body = codec.MIMCP2TMessage(
+                sender=_user(item.sender),
+                to=self._group(item.topic_id),
+                payload=item.payload,
+                is_store=item.is_store,
+                biz_type=item.biz_type or None,
+            )
+        else:
+            to = MIMCUser(
+                app_id=self._app_id,
+                app_account=item.to_account,
+                uuid=item.to_uuid or None,  # 6.6 step 2: "optionally with uuids filled"
+                resource=item.to_resource or None,
+            )
+            body = codec.MIMCP2PMessage(
+                sender=_user(item.sender),
+                to=to,
+                payload=item.payload,
+                is_store=item.is_store,
+                biz_type=item.biz_type or None,
+            )
+        return MIMCPacket(
+            body=body,
+            packet_id=item.packet_id,
+            package=item.package,
+            sequence=item.sequence,
+            timestamp=item.timestamp,
+        )
+
+    def _send(self, header: Header, payload: bytes = b"") -> None:
+        self._out.append(serialize_frame(Frame(header=header, payload=payload)))
+
+    def _reply_bind(self, header: Header, reply: codec.BindResponse) -> None:
+        # 6.3: our reply reuses the request header (the SDK ignores it).
+        self._send(header, codec.encode_message(reply))
+
+    def _send_secmsg(self, body: codec.PacketBody, packet_id: str | None = None) -> None:
+        assert self._security_key is not None
+        packet = MIMCPacket(
+            body=body,
+            packet_id=packet_id or self._ids(),
+            package=self._package,
+            timestamp=self._clock_ms(),
+        )
+        header_id = self._ids()
+        header = Header(
+            chid=MIMC_CHID,
+            uuid=self._uuid,
+            server=DEFAULT_SERVER,
+            resource=self._resource,
+            cmd=Cmd.SECMSG,
+            id=header_id,
+            cipher=CIPHER_RC4,
+        )
+        # 5: every s2c SECMSG payload is RC4 with key = security key + "_" + header id.
+        payload = rc4_payload(self._security_key, header_id, codec.encode_packet(packet))
+        self._send(header, payload)
+
+    def _send_uc(self, body: codec_uc.UCBody) -> None:
+        packet_id = self._ids()  # the UCPacket and its MIMCPacket share one id (6.12)
+        uc = codec_uc.UCPacket(body=body, user=self._me(), packet_id=packet_id)
+        self._send_secmsg(uc, packet_id)
+
+    def _violation(self, reason: str, detail: str) -> None:
+        # STYLE.md 3: record it, tell the business logic, close; the peer learns nothing.
+        self._events.append(ProtocolFailure(reason=reason, detail=detail))
+        self.close()
+
+
+def _pid(packet_id: str | None) -> PacketId | None:
+    return PacketId(packet_id) if packet_id is not None else None
+
+
+def _topic(group: MIMCGroup | None) -> int:
+    return (group.topic_id or 0) if group is not None else 0
+
+
+def _user(peer: Peer) -> MIMCUser:
+    return MIMCUser(
+        app_id=peer.app_id,
+        app_account=peer.app_account or None,
+        uuid=peer.uuid or None,
+        resource=peer.resource or None,
+    )
+
+
+_Handler = Callable[[ServerSession, Frame], None]
+
+# Which c2s command each state accepts (PROTOCOL.md 3, 6); PING is accepted everywhere.
+# Anything else is a ProtocolFailure and the session closes.
+_TRANSITIONS: Final[dict[tuple[ServerState, str | None], _Handler]] = {
+    (ServerState.AWAIT_CONN, Cmd.CONN): ServerSession._on_conn,
+    (ServerState.AWAIT_BIND, Cmd.BIND): ServerSession._on_bind,
+    (ServerState.BOUND, Cmd.SECMSG): ServerSession._on_secmsg,
+    (ServerState.AWAIT_BIND, Cmd.UBND): ServerSession._on_unbind,
+    (ServerState.BINDING, Cmd.UBND): ServerSession._on_unbind,
+    (ServerState.BOUND, Cmd.UBND): ServerSession._on_unbind,
+}
