@@ -11,8 +11,11 @@ that answer to the protocol core, which checks it as the web SDK does (6.1 step 
 answer becomes a ``StatusChange(online=False, ...)``, never a crash.
 
 ``UCTopicClient`` wraps the unlimited-group REST calls of PROTOCOL.md 8.2 (create, dismiss, list
-joined), authorised by the user's token. httpx exceptions never escape: they are translated to
-``ServerError`` (code -1 when no HTTP answer came back) or ``TokenError`` at this boundary.
+joined), authorised by the user's token; ``TopicClient`` creates and dismisses normal groups
+(8.3), enough for scripts and the demo to get a topic id for ``send_group_message``.
+
+httpx exceptions never escape: they are translated to ``ServerError`` (code -1 when no HTTP
+answer came back) or ``TokenError`` at this boundary.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "ProxyTokenFetcher",
     "TokenAnswer",
     "TokenFetcher",
+    "TopicClient",
     "UCTopicClient",
     "http_base_from_ws_url",
 ]
@@ -266,3 +270,43 @@ class UCTopicClient:
 
     def __repr__(self) -> str:
         return f"UCTopicClient({self.url!r})"
+
+
+class TopicClient:
+    """A small client of the normal-group REST API (PROTOCOL.md 8.3), authorised by a token.
+
+    Args:
+        base_url: the HTTP base of the server.
+        app_id: the app id (part of every path).
+        token: the user's token, or a callable returning the current one.
+        client: an ``httpx.AsyncClient`` to reuse; by default one is made per call.
+        timeout: seconds per request.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        app_id: int | str,
+        token: str | Callable[[], str | None],
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.url = f"{base_url.rstrip('/')}/api/topic/{int(app_id)}"
+        self._api = UCTopicClient(base_url, token, client=client, timeout=timeout)
+
+    async def create(self, topic_name: str, accounts: list[str] | tuple[str, ...] = ()) -> int:
+        """Create a group owned by the token's user with ``accounts`` as members; its id."""
+        body = {"topicName": topic_name, "accounts": ",".join(accounts)}
+        data = await self._api._request("POST", self.url, self._api._headers(), body)
+        try:
+            return int(data["topicInfo"]["topicId"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ServerError(200, f"create answer has no usable topicId: {data!r}") from exc
+
+    async def dismiss(self, topic_id: int) -> None:
+        """Dismiss a group we own."""
+        await self._api._request("DELETE", f"{self.url}/{int(topic_id)}", self._api._headers())
+
+    def __repr__(self) -> str:
+        return f"TopicClient({self.url!r})"

@@ -14,7 +14,9 @@ subscriber that raises is logged and keeps its subscription, and the session goe
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -28,6 +30,7 @@ __all__ = [
     "Disconnected",
     "Reconnecting",
     "StreamHub",
+    "first_value",
 ]
 
 log = logging.getLogger("mimc_rx.user")
@@ -158,3 +161,53 @@ class StreamHub(Generic[_T]):
 
     def __repr__(self) -> str:
         return f"<StreamHub {self.name} observers={len(self._subject.observers)}>"
+
+
+def first_value(
+    source: Observable[_T],
+    predicate: Callable[[_T], bool] | None = None,
+    timeout: float | None = None,
+) -> asyncio.Future[_T]:
+    """Subscribe now; the returned future resolves with the first (matching) value of ``source``.
+
+    Because the subscription is made before this returns, the usual pattern has no race::
+
+        arrival = first_value(bob.p2p_messages, timeout=5)
+        alice.send_message("bob", "hi")
+        message = await arrival
+
+    The future fails with ``TimeoutError`` when nothing matched within ``timeout`` seconds, with
+    the stream's error if it failed, and with ``LookupError`` if it completed. Cancelling the
+    future unsubscribes. Must be called on the running loop.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def on_next(value: _T) -> None:
+        if not future.done() and (predicate is None or predicate(value)):
+            future.set_result(value)
+
+    def on_error(error: Exception) -> None:
+        if not future.done():
+            future.set_exception(error)
+
+    def on_completed() -> None:
+        if not future.done():
+            future.set_exception(LookupError("the stream completed without a matching value"))
+
+    def on_timeout() -> None:
+        if not future.done():
+            future.set_exception(TimeoutError(f"no matching value within {timeout:g} s"))
+
+    subscription = source.subscribe(on_next, on_error, on_completed)
+    timer = loop.call_later(timeout, on_timeout) if timeout is not None else None
+
+    def cleanup(_future: asyncio.Future[_T]) -> None:
+        subscription.dispose()
+        if timer is not None:
+            timer.cancel()
+
+    future.add_done_callback(cleanup)
+    if future.done():  # a replaying stream matched during subscribe
+        cleanup(future)
+    return future

@@ -39,7 +39,14 @@ from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from .errors import ConnectionClosed, LoginError, NotLoggedIn, SendTimeout, TokenError
-from .http import PRODUCTION_WS_URL, TokenAnswer, TokenFetcher, UCTopicClient, http_base_from_ws_url
+from .http import (
+    PRODUCTION_WS_URL,
+    TokenAnswer,
+    TokenFetcher,
+    TopicClient,
+    UCTopicClient,
+    http_base_from_ws_url,
+)
 from .payload import P2P_LIMIT, UC_LIMIT, SequenceWindow, encode_payload
 from .protocol.events import (
     BadPacket,
@@ -901,7 +908,17 @@ class MIMCUser:
         finally:
             subscription.dispose()
 
-    # ------------------------------------------------------------------ REST (unlimited groups)
+    # ------------------------------------------------------------------ REST (groups)
+
+    async def create_group(self, topic_name: str, accounts: Sequence[str] = ()) -> int:
+        """Create a normal group (8.3) owned by this user with ``accounts`` in it; its id."""
+        api = TopicClient(self.api_url, self._app_id, lambda: self._token, client=self._http_client)
+        return await api.create(topic_name, tuple(accounts))
+
+    async def dismiss_group(self, topic_id: int | str) -> None:
+        """Dismiss a normal group this user owns."""
+        api = TopicClient(self.api_url, self._app_id, lambda: self._token, client=self._http_client)
+        await api.dismiss(int(topic_id))
 
     def topics_api(self) -> UCTopicClient:
         """The unlimited-group REST client for this user (uses the current token)."""
