@@ -106,7 +106,9 @@ async def _serve(args: argparse.Namespace) -> int:
     await server.start()
     try:
         apps = ",".join(str(a.app_id) for a in server.apps)
-        print(f"mimc-rx server ready: {server.ws_url} {server.http_url}/api apps={apps}", flush=True)
+        print(
+            f"mimc-rx server ready: {server.ws_url} {server.http_url}/api apps={apps}", flush=True
+        )
         await stop.wait()
         log.info("stopping")
     finally:
