@@ -127,20 +127,18 @@ class ChatPanel:
 
         self.status_view = w.HTML(layout=w.Layout(flex="1 1 auto"))
         self.conversation_list = w.Select(
-            options=[], rows=12, layout=w.Layout(width="100%", flex="1 1 auto")
+            options=[], rows=8, layout=w.Layout(width="auto", height="auto", flex="1 1 auto")
         )
         self.new_kind = w.Dropdown(
             options=[("account", ConversationKind.P2P), ("topic id", ConversationKind.GROUP)],
             value=ConversationKind.P2P,
-            layout=w.Layout(width="92px"),
+            layout=w.Layout(width="96px"),
         )
-        self.new_target = w.Text(
-            placeholder="bob or 12345", layout=w.Layout(flex="1 1 auto", width="auto")
-        )
+        self.new_target = w.Text(placeholder="bob or 12345", layout=w.Layout(width="136px"))
         self.open_button = w.Button(
             description="Open",
             tooltip="Start or go back to this conversation",
-            layout=w.Layout(width="100%"),
+            layout=w.Layout(width="auto"),
         )
         self.hint_view = w.HTML()
         self.header_view = w.HTML()
@@ -166,14 +164,17 @@ class ChatPanel:
                 self.open_button,
                 self.hint_view,
             ],
-            layout=w.Layout(width="250px", min_width="200px", padding="0 8px 0 0"),
+            layout=w.Layout(width="248px", min_width="248px", margin="0 8px 0 0"),
         )
         right = w.VBox(
             [self.header_view, self.message_view, w.HBox([self.text, self.send_button])],
             layout=w.Layout(flex="1 1 auto", min_width="280px"),
         )
         self.widget = w.VBox(
-            [w.HBox([self.status_view]), w.HBox([left, right], layout=w.Layout(width="100%"))],
+            [
+                w.HBox([self.status_view, w.HTML(_STYLE, layout=w.Layout(display="none"))]),
+                w.HBox([left, right], layout=w.Layout(width="100%")),
+            ],
             layout=w.Layout(
                 border="1px solid var(--jp-border-color1, #ccc)",
                 padding="8px",
@@ -450,6 +451,13 @@ class ChatPanel:
 
         if packet_id in self.model.pending:
             self._timers[packet_id] = self._scheduler.schedule_relative(timeout, expire)
+
+
+_STYLE = """<style>
+.mimc-chat-panel .mimc-conversations { height: 100%; }
+.mimc-chat-panel .mimc-conversations select { height: 100%; min-height: 96px; }
+</style>"""
+"""Lets the conversation list fill its column (a Select's height is its ``rows`` otherwise)."""
 
 
 def _descendants(root: Any) -> list[Any]:
