@@ -20,15 +20,13 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mimc_rx.protocol.events import Peer
+from mimc_rx.protocol.server import ServerSession
 from mimc_rx.server.config import AppConfig
 from mimc_rx.server.hub import Hub
 from mimc_rx.server.storage import User
-
-if TYPE_CHECKING:
-    from mimc_rx.protocol.server import ServerSession
 
 __all__ = ["Connection", "Gateway"]
 
@@ -55,9 +53,7 @@ class Connection:
         self.hub = hub
         self.number = next(_counter)
         self.client = client
-        from mimc_rx.protocol.server import ServerSession
-
-        self.session: ServerSession = ServerSession()
+        self.session = ServerSession(clock_ms=hub.config.now_ms)
         self.user: User | None = None
         self.app: AppConfig | None = None
         self.resource = ""

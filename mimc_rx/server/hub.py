@@ -275,7 +275,9 @@ class Hub:
             session.reject_bind("auto", "invalid-token", "the token does not match the user")
             log.info("%s: BIND refused, token of uuid %s used by %s", conn, user.uuid, event.uuid)
             return
-        if not session.accept_bind(user.security_key, app_id=app.app_id, package=app.package):
+        if not session.accept_bind(
+            user.security_key, app_id=app.app_id, package=app.package, app_account=user.account
+        ):
             log.info("%s: BIND refused, signature mismatch", conn)
             return
         conn.bound(user, app, event.resource)

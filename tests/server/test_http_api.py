@@ -39,7 +39,7 @@ async def _users(http: httpx.AsyncClient) -> int:
     return int((await http.get("/api/status")).json()["data"]["users"])
 
 
-# ---------------------------------------------------------------------------- token service (8.1)
+# ------------------------------------------------------------------------ token service (8.1)
 
 
 async def test_token_answer_shape(http: httpx.AsyncClient) -> None:
@@ -53,8 +53,10 @@ async def test_token_answer_shape(http: httpx.AsyncClient) -> None:
     assert data["appPackage"] == APP.package
     assert data["appAccount"] == "alice"
     assert data["miChid"] == 9
-    assert isinstance(data["miUserId"], str) and data["miUserId"].isdigit()
-    assert isinstance(data["token"], str) and data["token"]
+    assert isinstance(data["miUserId"], str)
+    assert data["miUserId"].isdigit()
+    assert isinstance(data["token"], str)
+    assert data["token"]
 
 
 async def test_token_uuid_is_stable_and_tokens_are_fresh(http: httpx.AsyncClient) -> None:
@@ -63,7 +65,8 @@ async def test_token_uuid_is_stable_and_tokens_are_fresh(http: httpx.AsyncClient
     other = await login_http(http, "bob")
     assert (first.uuid, first.key) == (second.uuid, second.key)
     assert first.token != second.token
-    assert other.uuid != first.uuid and other.key != first.key
+    assert other.uuid != first.uuid
+    assert other.key != first.key
     same_name_other_app = await login_http(http, "alice", OTHER_APP)
     assert same_name_other_app.uuid != first.uuid
 
@@ -96,7 +99,7 @@ async def test_token_bad_requests(http: httpx.AsyncClient) -> None:
     assert (await http.post("/api/account/token", json=[1, 2])).json()["code"] == 400
 
 
-# ---------------------------------------------------------------------------- normal groups (8.3)
+# ------------------------------------------------------------------------ normal groups (8.3)
 
 
 def _topic_url(topic_id: str | None = None, suffix: str = "", app_id: int = APP.app_id) -> str:
@@ -185,7 +188,8 @@ async def test_topic_member_limit(http: httpx.AsyncClient) -> None:
             _topic_url(), headers=headers, json={"topicName": "t", "accounts": "a,b,c,d,e"}
         )
     ).json()
-    assert too_many["code"] == 400 and "limit 5" in too_many["message"]
+    assert too_many["code"] == 400
+    assert "limit 5" in too_many["message"]
     ok = (
         await http.post(
             _topic_url(), headers=headers, json={"topicName": "t", "accounts": "a,b,c,d"}
@@ -234,7 +238,7 @@ async def test_topic_auth_errors(
     assert (expired["code"], expired["message"]) == (401, "token expired")
 
 
-# ---------------------------------------------------------------------------- unlimited groups (8.2)
+# ----------------------------------------------------------------------- unlimited groups (8.2)
 
 
 async def test_uctopic_lifecycle(http: httpx.AsyncClient) -> None:
@@ -248,7 +252,8 @@ async def test_uctopic_lifecycle(http: httpx.AsyncClient) -> None:
     created = (await http.post("/api/uctopic", headers=as_alice, json={"topicName": "room"})).json()
     assert (created["code"], created["message"]) == (200, "success")
     topic_id = created["data"]["topicId"]
-    assert isinstance(topic_id, str) and topic_id.isdigit()
+    assert isinstance(topic_id, str)
+    assert topic_id.isdigit()
     assert created["data"]["topicName"] == "room"
     assert (await http.get("/api/uctopic/topics", headers=as_alice)).json()["data"] == [topic_id]
     assert (await http.get("/api/uctopic/topics", headers=as_bob)).json()["data"] == []

@@ -105,7 +105,8 @@ def test_backlog_summary_and_order() -> None:
     assert store.backlog_summary(alice.uuid, 0) == (0, 0, 0)
     page = store.backlog(bob.uuid, seqs[0], 2)
     assert [(m.seq, m.payload) for m in page] == [(seqs[1], b"m1"), (seqs[2], b"m2")]
-    assert page[0].from_account == "alice" and page[0].to_account == "bob"
+    assert page[0].from_account == "alice"
+    assert page[0].to_account == "bob"
 
 
 def test_history_is_per_viewer() -> None:
@@ -152,7 +153,8 @@ def test_topics_persist(tmp_path: Path) -> None:
     assert store.remove_members(topic, [bob.uuid, 12345]) == [bob.uuid]
     store.update_topic(topic, bulletin="hello", owner=carol.uuid)
     uc = store.create_uc_topic(app_id=APP_ID, name="room", owner=alice.uuid, now_ms=NOW_MS)
-    assert store.uc_join(uc, bob.uuid) and not store.uc_join(uc, bob.uuid)
+    assert store.uc_join(uc, bob.uuid)
+    assert not store.uc_join(uc, bob.uuid)
     s1 = store.next_uc_sequence(uc, NOW_MS)
     store.close()
     again = Store(tmp_path / "s.db")
@@ -166,7 +168,8 @@ def test_topics_persist(tmp_path: Path) -> None:
     assert again.next_uc_sequence(uc2, NOW_MS) > s1
     again.delete_topic(t2)
     again.delete_uc_topic(uc2)
-    assert again.topics_of(carol.uuid) == [] and again.uc_topics_of(bob.uuid) == []
+    assert again.topics_of(carol.uuid) == []
+    assert again.uc_topics_of(bob.uuid) == []
     again.close()
 
 
@@ -175,7 +178,9 @@ def test_tokens_and_pruning() -> None:
     alice = store.ensure_user(APP_ID, "alice")
     store.add_token("t1", alice.uuid, 100.0)
     found = store.lookup_token("t1")
-    assert found is not None and found[0] is alice and found[1] == 100.0
+    assert found is not None
+    assert found[0] is alice
+    assert found[1] == 100.0
     assert store.lookup_token("nope") is None
     assert store.prune_tokens(100.0 + 8 * 24 * 3600) == 1
     assert store.lookup_token("t1") is None
