@@ -30,6 +30,7 @@ class WireClient:
         self.events: list[ClientEvent] = []
         self.ws: ClientConnection | None = None
         self.closed = asyncio.Event()
+        self._changed = asyncio.Event()
         self.close_code: int | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -45,6 +46,7 @@ class WireClient:
                 assert isinstance(message, bytes)
                 self.session.receive_data(message, now=loop.time())
                 self.events.extend(self.session.events_received())
+                self._changed.set()
                 await self.flush()
         except ConnectionClosed:
             pass
@@ -52,6 +54,7 @@ class WireClient:
             self.close_code = self.ws.close_code
             self.session.receive_eof()
             self.closed.set()
+            self._changed.set()
 
     async def flush(self) -> None:
         """Write what the session wants to send."""
@@ -84,7 +87,8 @@ class WireClient:
     async def wait(self, predicate: Callable[[], object], timeout: float = TIMEOUT) -> None:  # noqa: ASYNC109
         async with asyncio.timeout(timeout):
             while not predicate():
-                await asyncio.sleep(0.002)
+                self._changed.clear()
+                await self._changed.wait()
 
     async def next(self, kind: type[E], count: int = 1) -> E:
         """Wait until ``count`` events of ``kind`` arrived; returns the last of them."""
