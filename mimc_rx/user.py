@@ -22,6 +22,7 @@ wraps it for plain scripts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import inspect
 import logging
@@ -131,10 +132,14 @@ TransportFactory = Callable[
 """``(session, url, on_events, options) -> transport``; inject an in-memory one in tests."""
 
 
-def _default_session_factory(app_id: int, app_account: str, resource: str) -> Any:
-    from .protocol.client import ClientSession  # type: ignore[import-not-found,unused-ignore]
+def _default_session_factory(
+    app_id: int, app_account: str, resource: str, *, ack_pull_notifications: bool = True
+) -> Any:
+    from .protocol.client import ClientSession
 
-    return ClientSession(app_id, app_account, resource)
+    return ClientSession(
+        app_id, app_account, resource, ack_pull_notifications=ack_pull_notifications
+    )
 
 
 def _default_transport_factory(
@@ -184,6 +189,8 @@ class MIMCUser:
         transport_options: websocket settings (keep-alive pings, timeouts).
         api_url: the HTTP base for unlimited-group REST calls; derived from ``url`` by default.
         http_client: an ``httpx.AsyncClient`` to reuse for REST calls.
+        auto_pull: answer a pull notification (6.10) with ``pull()`` at once, so a large
+            offline backlog still arrives by itself; False leaves it to the application.
         dedup_window: how many delivered sequences are remembered to drop duplicates.
         ack_cache_size: how many server acks are kept for ``ack()`` calls made after the ack.
         session_factory: builds the protocol core; inject to tune or fake it.
@@ -205,6 +212,7 @@ class MIMCUser:
         transport_options: TransportOptions | None = None,
         api_url: str | None = None,
         http_client: httpx.AsyncClient | None = None,
+        auto_pull: bool = True,
         dedup_window: int = 65536,
         ack_cache_size: int = 16384,
         session_factory: SessionFactory | None = None,
@@ -226,7 +234,11 @@ class MIMCUser:
         self.transport_options = transport_options or TransportOptions()
         self.api_url = api_url or http_base_from_ws_url(url)
         self._http_client = http_client
-        self._session_factory = session_factory or _default_session_factory
+        self.auto_pull = auto_pull
+        # With auto_pull the range is not acked on notice: PULL would find nothing pending.
+        self._session_factory = session_factory or functools.partial(
+            _default_session_factory, ack_pull_notifications=not auto_pull
+        )
         self._transport_factory = transport_factory or _default_transport_factory
         self._rng = rng
 
@@ -235,6 +247,7 @@ class MIMCUser:
         self._ack_cache_size = ack_cache_size
         self._ack_waiters: dict[str, list[Callable[[ServerAck], None]]] = {}
         self._uc_topics: set[int] = set()
+        self._pull_target: int | None = None
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: _Connection | None = None
@@ -633,16 +646,22 @@ class MIMCUser:
 
     def _dispatch(self, conn: _Connection, events: Sequence[ClientEvent]) -> None:
         """Republish a batch of core events (called by the transport, on the loop)."""
+        target = self._pull_target
+        pulled: int | None = None  # the highest delivered sequence within the pull range
         for event in events:
             self._events.publish(event)
             match event:
                 case P2PMessage():
+                    if target is not None and event.sequence <= target:
+                        pulled = max(pulled or 0, event.sequence)
                     if self._seen.add(event.sequence):
                         self.counts["received"] += 1
                         self._p2p.publish(event)
                     else:
                         self.counts["duplicates"] += 1
                 case P2TMessage():
+                    if target is not None and event.sequence <= target:
+                        pulled = max(pulled or 0, event.sequence)
                     if self._seen.add(event.sequence):
                         self.counts["received"] += 1
                         self._p2t.publish(event)
@@ -667,6 +686,9 @@ class MIMCUser:
                     self._uc_dismissals.publish(event)
                 case PullNotification():
                     self._pulls.publish(event)
+                    if self.auto_pull:
+                        self._pull_target = event.max_sequence
+                        self._auto_pull(conn)
                 case Kicked():
                     detail = "/".join(p for p in (event.err_type, event.err_reason) if p)
                     if event.err_desc:
@@ -681,6 +703,20 @@ class MIMCUser:
                         )
                 case BadPacket():
                     log.warning("bad packet from server: %s %s", event.reason, event.detail)
+        if pulled is not None and target is not None and self._pull_target == target:
+            # A pulled batch arrived: pull again until the notified range is covered (a PULL
+            # answers at most the server's page size). An empty answer ends it too.
+            if pulled >= target:
+                self._pull_target = None
+            else:
+                self._auto_pull(conn)
+
+    def _auto_pull(self, conn: _Connection) -> None:
+        if conn.bound and conn.end is None and conn.transport is not None and self._loop:
+            conn.session.pull(now=self._loop.time())
+            conn.transport.wake()
+        else:
+            self._pull_target = None
 
     def _on_status(self, conn: _Connection, status: StatusChange) -> None:
         if status.online:
