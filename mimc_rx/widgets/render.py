@@ -76,7 +76,7 @@ def _state_note(entry: ChatEntry) -> str:
             why = html.escape(entry.error or "failed")
             return f'<span class="mimc-failed" style="color:#c62828;">&#10007; {why}</span>'
         case MessageState.RECEIVED:
-            return f'<span style="{_MUTED}">#{entry.sequence}</span>'
+            return ""  # the sequence is in the tooltip: a received message needs no badge
     return ""  # pragma: no cover - the match is exhaustive
 
 
@@ -88,14 +88,16 @@ def _render_entry(entry: ChatEntry, fmt: Callable[[int], str]) -> str:
         if own
         else "background:var(--jp-layout-color2,#eee);"
     )
+    note = _state_note(entry)
     meta = (
         f'<div style="{_MUTED}font-size:11px;">'
         f"<b>{html.escape(entry.sender)}</b> &middot; {html.escape(fmt(entry.timestamp))}"
-        f" &middot; {_state_note(entry)}</div>"
+        f"{' &middot; ' + note if note else ''}</div>"
     )
+    tooltip = f"sequence {entry.sequence}" if entry.sequence is not None else "no sequence yet"
     text = html.escape(entry.text).replace("\n", "<br>")
     return (
-        f'<div class="mimc-msg" data-state="{entry.state.value}" '
+        f'<div class="mimc-msg" data-state="{entry.state.value}" title="{tooltip}" '
         f'style="display:flex;flex-direction:column;align-items:{align};margin:3px 0;">'
         f"{meta}"
         f'<div class="mimc-text" style="{bubble}color:var(--jp-ui-font-color1,#000);'

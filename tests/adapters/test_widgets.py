@@ -512,3 +512,4 @@ def test_render_keeps_the_newest_in_view_and_lists_in_order() -> None:
     rendered = render_messages(model.messages(BOB))
     assert "column-reverse" in rendered
     assert rendered.index("first") < rendered.index("second")
+    assert 'title="sequence 2"' in rendered
