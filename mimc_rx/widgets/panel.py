@@ -250,27 +250,28 @@ class ChatPanel:
             if conversation is None:
                 self.hint_view.value = _hint("Pick or open a conversation first.")
                 return None
-            now_ms = int(self._clock() * 1000)
-            packet_id: PacketId | None
-            try:
-                if conversation.is_group:
-                    packet_id = self.user.send_group_message(conversation.topic_id, body)
-                else:
-                    packet_id = self.user.send_message(conversation.target, body)
-            except (
-                Exception
-            ) as exc:  # any refusal (not logged in, too large...) is shown, not raised
-                packet_id = None
-                self.model.add_failed(
-                    conversation, body, str(exc) or type(exc).__name__, now_ms=now_ms
-                )
-            else:
-                self.model.add_outgoing(conversation, body, packet_id, now_ms=now_ms)
-                self._start_ack_timer(packet_id)
             if text is None:
                 self.text.value = ""
             self.hint_view.value = ""
-        self._request_render()
+        now_ms = int(self._clock() * 1000)
+        # The send runs without the panel's lock: a blocking user (SyncMIMCUser) waits for its
+        # loop thread, which may be delivering to this panel right now. An ack that overtakes
+        # this call is kept by the model until the message is recorded below.
+        packet_id: PacketId | None
+        try:
+            if conversation.is_group:
+                packet_id = self.user.send_group_message(conversation.topic_id, body)
+            else:
+                packet_id = self.user.send_message(conversation.target, body)
+        except Exception as exc:  # any refusal (not logged in, too large...) is shown, not raised
+            packet_id = None
+            error = str(exc) or type(exc).__name__
+            self._change(lambda: self.model.add_failed(conversation, body, error, now_ms=now_ms))
+        else:
+            sent = packet_id
+            self._change(lambda: self.model.add_outgoing(conversation, body, sent, now_ms=now_ms))
+            with self._lock:
+                self._start_ack_timer(sent)
         return packet_id
 
     def close(self) -> None:
@@ -440,7 +441,7 @@ class ChatPanel:
             self.send_button.disabled = no_target
 
     def _start_ack_timer(self, packet_id: PacketId) -> None:
-        if self._scheduler is None or self._ack_timeout is None:
+        if self._closed or self._scheduler is None or self._ack_timeout is None:
             return
         timeout = self._ack_timeout
 

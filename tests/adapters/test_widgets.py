@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +27,9 @@ from mimc_rx.widgets import (
 from mimc_rx.widgets.render import render_messages
 
 pytest.importorskip("ipywidgets")
+
+TIMEOUT = 5.0 * float(os.environ.get("MIMC_TEST_TIMEOUT_SCALE", "1"))
+"""Seconds a helper thread may take; scale with MIMC_TEST_TIMEOUT_SCALE."""
 
 BOB = ConversationId.p2p("bob")
 GROUP = ConversationId.group(7)
@@ -294,6 +299,38 @@ def test_an_ack_that_overtakes_the_send_call_still_counts(user: FakeUser, panel:
     panel.send("quick")
     (entry,) = panel.model.messages(BOB)
     assert (entry.state, entry.sequence) == (MessageState.ACKED, 99)
+
+
+class BlockingUser(FakeUser):
+    """Like SyncMIMCUser: a send waits for another thread, which is delivering to us meanwhile."""
+
+    def _send(self, kind: str, to: Any, text: str) -> PacketId:
+        packet_id = PacketId(f"pk{len(self.sent) + 1}")
+        self.sent.append((kind, to, text, packet_id))
+
+        def loop_thread() -> None:
+            self.p2p.on_next(p2p("delivered while you were sending", seq=len(self.sent)))
+            self.acks.on_next(ack(packet_id, sequence=7))
+
+        worker = threading.Thread(target=loop_thread, daemon=True)
+        worker.start()
+        worker.join(TIMEOUT)
+        self.worker_stuck = worker.is_alive()
+        return packet_id
+
+
+def test_a_send_does_not_hold_the_panel_while_the_user_blocks() -> None:
+    user = BlockingUser()
+    panel = ChatPanel(user)
+    panel.open_conversation("bob")
+    panel.send("hello")
+    assert not user.worker_stuck
+    texts = [(m.text, m.state) for m in panel.model.messages(BOB)]
+    assert texts == [
+        ("delivered while you were sending", MessageState.RECEIVED),
+        ("hello", MessageState.ACKED),
+    ]
+    panel.close()
 
 
 def test_no_ack_in_time_fails_the_message() -> None:
