@@ -199,24 +199,24 @@ class ChatPanel:
         self.conversation_list.observe(self._on_pick, names="index")
 
         self._render()
-        self._subscriptions = CompositeDisposable(
-            user.status.subscribe(
-                on_next=self._guard(self._on_status), on_error=self._guard(self._on_stream_error)
-            ),
-            user.server_acks.subscribe(
-                on_next=self._guard(self._on_ack), on_error=self._guard(self._on_stream_error)
-            ),
-            user.p2p_messages.subscribe(
-                on_next=self._guard(self._on_message), on_error=self._guard(self._on_stream_error)
-            ),
-            user.group_messages.subscribe(
-                on_next=self._guard(self._on_message), on_error=self._guard(self._on_stream_error)
-            ),
-            user.disconnects.subscribe(
-                on_next=self._guard(self._on_disconnect),
-                on_error=self._guard(self._on_stream_error),
-            ),
-        )
+        self._subscriptions = CompositeDisposable()
+        streams: list[tuple[Observable[Any], Callable[[Any], None]]] = [
+            (user.status, self._on_status),
+            (user.server_acks, self._on_ack),
+            (user.p2p_messages, self._on_message),
+            (user.group_messages, self._on_message),
+            (user.disconnects, self._on_disconnect),
+        ]
+        try:
+            for stream, handler in streams:
+                self._subscriptions.add(
+                    stream.subscribe(
+                        on_next=self._guard(handler), on_error=self._guard(self._on_stream_error)
+                    )
+                )
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ public API
 
@@ -376,9 +376,11 @@ class ChatPanel:
         index = change["new"]
         if index is None:
             return
-        summaries = self.model.conversations
-        if 0 <= index < len(summaries):
-            self._change(lambda: self.model.select(summaries[index].id))
+        # The index points into the options the widget shows, which the model may have outgrown.
+        options = self.conversation_list.options
+        if 0 <= index < len(options):
+            picked: ConversationId = options[index][1]
+            self._change(lambda: self.model.select(picked))
 
     # ------------------------------------------------------------------ rendering
 
