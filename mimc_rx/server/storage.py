@@ -237,6 +237,11 @@ class Store:
         self._dirty_users: set[int] = set()
         self._dirty_cursors: set[tuple[int, str]] = set()
         self._dirty_uc: set[int] = set()
+        # Message and inbox rows are buffered and written with executemany (one call per tick
+        # instead of one per message); every read of those tables writes the buffer first.
+        self._pending_messages: list[tuple[Any, ...]] = []
+        self._pending_inbox: list[tuple[int, int, int]] = []
+        self._next_message_id = 1
         self._load()
 
     # ------------------------------------------------------------------ lifecycle
@@ -275,6 +280,8 @@ class Store:
         for topic_id, uuid in db.execute("SELECT topic_id, uuid FROM uc_members"):
             self.uc_topics[topic_id].members[uuid] = None
             self._uc_topics_of.setdefault(uuid, set()).add(topic_id)
+        (last_id,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()
+        self._next_message_id = last_id + 1
         log.debug(
             "store %s: %d users, %d topics, %d unlimited topics",
             self.path,
@@ -283,9 +290,25 @@ class Store:
             len(self.uc_topics),
         )
 
-    def commit(self) -> None:
-        """Write the dirty counters and cursors, then commit the open transaction."""
+    def _write_pending(self) -> None:
         db = self._db
+        if self._pending_messages:
+            db.executemany(
+                "INSERT INTO messages (id, kind, app_id, packet_id, package, from_uuid, "
+                "from_account, from_resource, to_uuid, to_account, to_resource, topic_id, "
+                "payload, biz_type, ts, sender_seq) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._pending_messages,
+            )
+            self._pending_messages.clear()
+        if self._pending_inbox:
+            db.executemany("INSERT INTO inbox VALUES (?, ?, ?)", self._pending_inbox)
+            self._pending_inbox.clear()
+
+    def commit(self) -> None:
+        """Write the buffered rows, counters and cursors, then commit the open transaction."""
+        db = self._db
+        self._write_pending()
         if self._dirty_users:
             users = self.users
             db.executemany(
@@ -427,11 +450,11 @@ class Store:
         topic_id: int = 0,
     ) -> int:
         """Persist a stored (``isStore``) message; returns its row id for :meth:`add_inbox`."""
-        cur = self._db.execute(
-            "INSERT INTO messages (kind, app_id, packet_id, package, from_uuid, from_account, "
-            "from_resource, to_uuid, to_account, to_resource, topic_id, payload, biz_type, ts, "
-            "sender_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        row_id = self._next_message_id
+        self._next_message_id = row_id + 1
+        self._pending_messages.append(
             (
+                row_id,
                 int(kind),
                 app_id,
                 packet_id,
@@ -447,18 +470,17 @@ class Store:
                 biz_type,
                 ts,
                 sender_seq,
-            ),
+            )
         )
-        row_id = cur.lastrowid
-        assert row_id is not None
         return row_id
 
     def add_inbox(self, entries: Iterable[tuple[int, int, int]]) -> None:
         """Add (recipient uuid, recipient sequence, message id) rows."""
-        self._db.executemany("INSERT INTO inbox VALUES (?, ?, ?)", entries)
+        self._pending_inbox.extend(entries)
 
     def backlog_summary(self, uuid: int, after: int) -> tuple[int, int, int]:
         """(count, min sequence, max sequence) of a user's stored messages above ``after``."""
+        self._write_pending()
         count, low, high = self._db.execute(
             "SELECT COUNT(*), MIN(seq), MAX(seq) FROM inbox WHERE uuid = ? AND seq > ?",
             (uuid, after),
@@ -467,6 +489,7 @@ class Store:
 
     def backlog(self, uuid: int, after: int, limit: int) -> list[StoredMessage]:
         """A user's stored messages above sequence ``after``, oldest first."""
+        self._write_pending()
         rows = self._db.execute(
             f"SELECT {_MESSAGE_COLUMNS}, i.seq FROM inbox i JOIN messages m ON m.id = i.message_id "
             "WHERE i.uuid = ? AND i.seq > ? ORDER BY i.seq LIMIT ?",
@@ -493,6 +516,7 @@ class Store:
         limited to the messages ``me`` sent or received) is given. ``seq`` is in ``me``'s space.
         Ranges are half-open ``[from, to)``. With ``newest``, the ``limit`` newest rows are kept.
         """
+        self._write_pending()
         where: list[str] = []
         args: dict[str, Any] = {"me": me, "limit": limit}
         if topic_id is not None:
