@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mimc_rx.protocol import codec
 from mimc_rx.protocol.codec import Cmd, Header
 from mimc_rx.protocol.events import (
     Kicked,
@@ -488,3 +489,35 @@ async def test_stop_with_open_connections(db_path: Path, clock: FakeClock) -> No
     await client.wait_closed()
     with contextlib.suppress(Exception):
         await client.close()
+
+
+async def test_packet_claiming_another_sender_is_refused(connect: Connect) -> None:
+    alice, bob = await connect("alice"), await connect("bob")
+    assert bob.session.uuid is not None
+    forged = codec.MIMCP2PMessage(
+        sender=codec.MIMCUser(
+            app_id=APP.app_id, app_account="bob", uuid=bob.session.uuid, resource="r1"
+        ),
+        to=codec.MIMCUser(app_id=APP.app_id, app_account="bob"),
+        payload=b"i am bob",
+        is_store=True,
+    )
+    packet = codec.MIMCPacket(body=forged, packet_id="forged-1", package=APP.package)
+    header = Header(
+        chid=9,
+        uuid=alice.session.uuid,
+        server="xiaomi.com",
+        resource="r1",
+        cmd=Cmd.SECMSG,
+        id="forged-1",
+    )
+    await alice.send_raw(serialize_frame(Frame(header=header, payload=codec.encode_packet(packet))))
+    refusal = await alice.next(ServerAck)
+    assert (refusal.packet_id, refusal.err_msg) == ("forged-1", "malformed packet")
+    alice.session.send_p2p("bob", "genuine", now=alice.now())
+    await alice.flush()
+    assert (await alice.next(ServerAck, 2)).ok
+    assert (await bob.next(P2PMessage)).text == "genuine"
+    await asyncio.sleep(0.05)
+    assert [m.text for m in bob.of(P2PMessage)] == ["genuine"]
+    assert not alice.closed.is_set()
