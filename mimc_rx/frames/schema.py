@@ -36,6 +36,8 @@ PullNotification   min_sequence, max_sequence
 Kicked             err_type, err_reason, err_desc
 ProtocolFailure    reason, detail
 BadPacket          reason, packet_id, detail
+Disconnected       reason, detail, code (nullable Int64), will_reconnect
+Reconnecting       attempt, delay (float64 seconds)
 =================  ====================================================================
 
 Any other dataclass gets one column per field with inferred dtypes; any other value becomes a
@@ -66,6 +68,7 @@ from mimc_rx.protocol.events import (
     UCMessage,
     UCQuitResult,
 )
+from mimc_rx.streams import Disconnected, Reconnecting
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,6 +78,7 @@ __all__ = [
     "SCHEMAS",
     "Column",
     "ColumnKind",
+    "build_column",
     "describe_schema",
     "empty_frame",
     "events_to_frame",
@@ -85,6 +89,8 @@ ColumnKind = Literal[
     "time_us",
     "time_ms",
     "int",
+    "optional_int",
+    "float",
     "bool",
     "category",
     "id",
@@ -95,7 +101,8 @@ ColumnKind = Literal[
     "is_zero",
 ]
 """How a column is built: ``time_us``/``time_ms`` integer epoch times to ``datetime64[us, UTC]``;
-``int`` to int64; ``bool``; ``category`` of strings; ``id`` integers shown as a category of
+``int`` to int64; ``optional_int`` to nullable Int64; ``float`` to float64; ``bool``;
+``category`` of strings (enums by value); ``id`` integers shown as a category of
 decimal strings; ``str`` (``None`` becomes missing); ``text`` payload bytes decoded as UTF-8;
 ``size`` payload length in bytes; ``is_empty`` / ``is_zero`` a bool telling whether a string
 attribute is empty or an integer one is zero (the events' ``ok`` properties, computed on the
@@ -180,6 +187,16 @@ SCHEMAS: Mapping[type, tuple[Column, ...]] = {
         Column("packet_id", "str", "packet_id", "id of the bad packet, missing if none"),
         Column("detail", "str", "detail", "explanation"),
     ),
+    Disconnected: (
+        Column("reason", "category", "reason", "why the connection ended (DisconnectReason)"),
+        Column("detail", "str", "detail", "human explanation"),
+        Column("code", "optional_int", "code", "websocket close code, missing if none"),
+        Column("will_reconnect", "bool", "will_reconnect", "automatic reconnect will follow"),
+    ),
+    Reconnecting: (
+        Column("attempt", "int", "attempt", "reconnect attempt number, from 1"),
+        Column("delay", "float", "delay", "seconds until the attempt"),
+    ),
 }
 
 _RECEIVED_AT = Column("received_at", "time_us", "", "local time the event arrived")
@@ -189,6 +206,8 @@ _KIND_DTYPES: Mapping[ColumnKind, str] = {
     "time_us": _TIME,
     "time_ms": _TIME,
     "int": "int64",
+    "optional_int": "Int64",
+    "float": "float64",
     "bool": "bool",
     "category": "category",
     "id": "category",
@@ -314,7 +333,7 @@ def _sizes(binary: Any) -> np.ndarray[Any, Any]:
     return lengths.astype("int64", copy=False)
 
 
-def _build_column(kind: ColumnKind, values: list[Any], cache: dict[str, Any]) -> Any:
+def build_column(kind: ColumnKind, values: list[Any], cache: dict[str, Any] | None = None) -> Any:
     """One column from the attribute values.
 
     ``cache`` shares intermediate arrays between the columns of one attribute: the payload's
@@ -322,12 +341,22 @@ def _build_column(kind: ColumnKind, values: list[Any], cache: dict[str, Any]) ->
     """
     import pyarrow.compute as pc
 
+    if cache is None:
+        cache = {}
     if kind == "time_ms":
         return _time_array(values, 1000)
     if kind == "time_us":
         return _time_array(values, 1)
     if kind == "int":
         return _int64(values, cache)
+    if kind == "optional_int":
+        import pandas as pd
+
+        return pd.array(values, dtype="Int64")
+    if kind == "float":
+        import numpy as np
+
+        return np.asarray(values, dtype=np.float64)
     if kind == "is_zero":
         return _int64(values, cache) == 0
     if kind == "bool":
@@ -335,7 +364,7 @@ def _build_column(kind: ColumnKind, values: list[Any], cache: dict[str, Any]) ->
 
         return np.asarray(values, dtype=np.bool_)
     if kind == "category":
-        return _categorical(values)
+        return _categorical(values, str)
     if kind == "id":
         return _ids(values)
     if kind == "str":
@@ -377,7 +406,7 @@ def _typed_frame(
         if column.attr not in values:
             values[column.attr] = _attribute_reader(column.attr)(events)
             caches[column.attr] = {}
-        data[column.name] = _build_column(column.kind, values[column.attr], caches[column.attr])
+        data[column.name] = build_column(column.kind, values[column.attr], caches[column.attr])
     if payload and "payload" in values:
         data["payload"] = pd.Series(values["payload"], dtype=object)
     return pd.DataFrame(data, copy=False)

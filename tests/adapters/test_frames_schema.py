@@ -33,6 +33,7 @@ from mimc_rx.protocol.events import (
     UCMessage,
     UCQuitResult,
 )
+from mimc_rx.streams import Disconnected, DisconnectReason, Reconnecting
 
 T0_MS = 1_780_000_000_000  # 2026-05-28T...Z, a plausible server clock
 T0_US = T0_MS * 1000
@@ -92,6 +93,8 @@ EXAMPLES: dict[type, Any] = {
     Kicked: Kicked(err_type="kick", err_reason="newer", err_desc="login elsewhere"),
     ProtocolFailure: ProtocolFailure(reason="bad-checksum", detail="adler"),
     BadPacket: BadPacket(reason="bad-payload", packet_id=None, detail="junk"),
+    Disconnected: Disconnected(reason=DisconnectReason.KICKED, detail="kick", code=None),
+    Reconnecting: Reconnecting(attempt=2, delay=1.5),
 }
 
 
@@ -192,6 +195,8 @@ def test_every_column_holds_the_event_value(event_type: type) -> None:
             assert value == event.ok
         elif getattr(event, column.attr) is None:
             assert pd.isna(value)
+        elif column.kind == "category":
+            assert value == str(getattr(event, column.attr))
         else:
             assert value == getattr(event, column.attr)
 
@@ -258,3 +263,16 @@ def test_other_dataclasses_and_plain_values() -> None:
     lists = events_to_frame([[1, 2], []])
     assert lists["value"].tolist() == [[1, 2], []]
     assert events_to_frame([]).columns.tolist() == ["received_at"]
+
+
+def test_disconnects_have_a_nullable_close_code_and_reasons_as_text() -> None:
+    events = [
+        Disconnected(reason=DisconnectReason.CONNECTION_LOST, code=1006, will_reconnect=True),
+        Disconnected(reason=DisconnectReason.LOGOUT),
+    ]
+    frame = events_to_frame(events, [1, 2])
+    assert frame["reason"].tolist() == ["connection-lost", "logout"]
+    assert str(frame["reason"].cat.categories.dtype) == "str"
+    assert frame["code"].tolist()[0] == 1006
+    assert pd.isna(frame["code"].iloc[1])
+    assert frame["will_reconnect"].tolist() == [True, False]
