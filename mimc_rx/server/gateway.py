@@ -75,6 +75,11 @@ class Connection:
         """False once a close was decided; nothing more should be queued."""
         return self._close is None
 
+    @property
+    def can_send(self) -> bool:
+        """True while session commands may be issued (open and bound)."""
+        return self._close is None and self.session.is_bound
+
     def bound(self, user: User, app: AppConfig, resource: str) -> None:
         """Record the identity a successful BIND established."""
         self.user, self.app, self.resource = user, app, resource

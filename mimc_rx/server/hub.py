@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from mimc_rx.protocol.events import (
     BadPacket,
@@ -177,30 +177,58 @@ class Hub:
         """Commit, then send this tick's acks and deliveries (see the module docstring)."""
         self._scheduled = False
         self._queued = 0
-        self.store.commit()
         acks, self._acks = self._acks, []
-        for conn, packet_id, sequence, timestamp, error in acks:
-            if conn.is_open:
-                conn.session.ack_packet(
-                    packet_id, sequence=sequence, timestamp=timestamp, error_msg=error
-                )
         deliveries, self._deliveries = self._deliveries, {}
+        uc, self._uc_deliveries = self._uc_deliveries, {}
+        try:
+            self.store.commit()
+        except Exception:
+            # Nothing of this tick is acked: senders time out and send again (at-least-once).
+            log.exception("commit failed; dropping this tick's acks and deliveries")
+            self.store.rollback()
+            acks, deliveries, uc = [], {}, {}
+        for conn, packet_id, sequence, timestamp, error in acks:
+            if conn.can_send:
+                self._guarded(
+                    conn,
+                    conn.session.ack_packet,
+                    packet_id,
+                    sequence=sequence,
+                    timestamp=timestamp,
+                    error_msg=error,
+                )
         size = self.config.compound_size
         for conn, items in deliveries.items():
-            if not conn.is_open:
-                continue
             for start in range(0, len(items), size):
                 chunk = items[start : start + size]
-                conn.session.deliver(chunk, max_sequence=chunk[-1].sequence)
+                if conn.can_send:
+                    self._guarded(
+                        conn, conn.session.deliver, chunk, max_sequence=chunk[-1].sequence
+                    )
             self._touched.add(conn)
-        uc, self._uc_deliveries = self._uc_deliveries, {}
         for (conn, topic_id), uc_items in uc.items():
-            if conn.is_open:
-                conn.session.deliver_uc(topic_id, uc_items, max_sequence=uc_items[-1].sequence)
+            if conn.can_send:
+                self._guarded(
+                    conn,
+                    conn.session.deliver_uc,
+                    topic_id,
+                    uc_items,
+                    max_sequence=uc_items[-1].sequence,
+                )
                 self._touched.add(conn)
         touched, self._touched = self._touched, set()
         for conn in touched:
             conn.pump()
+
+    @staticmethod
+    def _guarded(conn: Connection, command: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        # One connection's failure (a bug of ours, a session that just closed) must not cost the
+        # other connections their acks and deliveries.
+        try:
+            command(*args, **kwargs)
+        except Exception:
+            log.exception("%s: %s failed; closing", conn, getattr(command, "__name__", command))
+            conn.close(1011, "internal error")
 
     def _ack(
         self, conn: Connection, packet_id: PacketId, sequence: int, ts: int, error: str = ""
@@ -254,7 +282,6 @@ class Hub:
                 log.info("%s: bad packet %s (%s)", conn, reason, detail)
                 if packet_id is not None and conn.user is not None:
                     self._ack(conn, packet_id, 0, self.config.now_ms(), ERR_MALFORMED)
-        self.touch(conn)
 
     # ------------------------------------------------------------------ BIND (6.3)
 
@@ -513,8 +540,8 @@ class Hub:
         """Dismiss an unlimited group and push DISMISS to its online members (6.12)."""
         for member in list(topic.members):
             for target in self.sessions_of(member):
-                if target.is_open:
-                    target.session.uc_dismiss(topic.topic_id)
+                if target.can_send:
+                    self._guarded(target, target.session.uc_dismiss, topic.topic_id)
                     self._touched.add(target)
         self.store.delete_uc_topic(topic)
         self.flush()

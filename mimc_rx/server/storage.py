@@ -331,6 +331,12 @@ class Store:
             self._dirty_uc.clear()
         db.commit()
 
+    def rollback(self) -> None:
+        """Abandon the open transaction and the buffered rows (after a failed commit)."""
+        self._pending_messages.clear()
+        self._pending_inbox.clear()
+        self._db.rollback()
+
     def close(self) -> None:
         """Commit what is pending and close the database."""
         try:

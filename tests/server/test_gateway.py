@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,21 @@ async def test_logout_closes(connect: Connect) -> None:
     alice.session.logout(now=alice.now())
     await alice.flush()
     await alice.wait_closed()
+
+
+async def test_send_then_logout_in_one_burst(
+    connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice, bob = await connect("alice"), await connect("bob")
+    alice.session.send_p2p("bob", "bye", now=alice.now())
+    alice.session.logout(now=alice.now())
+    await alice.flush()  # both frames in one burst: the ack finds a closed session
+    await alice.wait_closed()
+    assert (await bob.next(P2PMessage)).text == "bye"
+    bob.session.send_p2p("bob", "note to self", now=bob.now())
+    await bob.flush()
+    assert (await bob.next(ServerAck)).ok
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 # ---------------------------------------------------------------------------- offline delivery
