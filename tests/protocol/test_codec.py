@@ -229,7 +229,7 @@ uc_bodies = st.one_of(
     ),
     st.builds(codec_uc.UCDismiss, group=opt(groups)),
     st.builds(codec_uc.UCQueryOnlineUsersResp, group=opt(groups), user_count=opt(i64)),
-    st.builds(OpaqueBody, type=st.sampled_from([11, 12]), payload=opt(blob)),
+    st.builds(OpaqueBody, type=st.none(), payload=opt(blob)),  # every UC type is modelled
 )
 uc_packets = st.builds(codec_uc.UCPacket, body=uc_bodies, user=opt(users), packet_id=opt(text))
 leaf_bodies = st.one_of(
