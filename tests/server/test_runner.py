@@ -16,7 +16,7 @@ import pytest
 from mimc_rx.protocol.events import P2PMessage, ServerAck
 from mimc_rx.server import DEMO_APP, LocalServer
 
-from .conftest import APP, TIMEOUT
+from .conftest import APP, TIMEOUT, login_http
 from .wire import WireClient
 
 
@@ -84,22 +84,31 @@ def test_thread_runner_reports_startup_errors(tmp_path: Path) -> None:
             taken.start_in_thread()
 
 
-def test_cli_serve_ready_line_token_and_sigterm(tmp_path: Path) -> None:
+def _serve(tmp_path: Path, db: str, *extra: str) -> tuple[subprocess.Popen[str], str, str]:
+    """Start ``python -m mimc_rx serve --port 0``; returns the process and its two URLs."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mimc_rx", "serve", "--port", "0", "--db", str(tmp_path / "c.db")],
+        [sys.executable, "-m", "mimc_rx", "serve", "--port", "0", "--db", db, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
         env=env,
     )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # blocks until the ready line (or EOF if it died)
+    match = re.search(r"(ws://\S+) (http://\S+)/api", line)
+    if not match:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"no ready line: {line!r}")
+    return proc, match.group(1), match.group(2)
+
+
+def test_cli_serve_ready_line_token_and_sigterm(tmp_path: Path) -> None:
+    proc, ws_url, http_url = _serve(tmp_path, str(tmp_path / "c.db"))
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until the ready line (or EOF if it died)
-        match = re.search(r"(ws://\S+) (http://\S+)/api", line)
-        assert match, f"no ready line: {line!r}"
-        ws_url, http_url = match.groups()
         assert ws_url.startswith("ws://127.0.0.1:")
         answer = httpx.post(
             f"{http_url}/api/account/token",
@@ -123,3 +132,45 @@ def test_cli_serve_ready_line_token_and_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_acked_message_survives_kill_9(tmp_path: Path) -> None:
+    db = str(tmp_path / "k.db")
+    app = ["--app", f"{APP.app_id}:{APP.app_key}:{APP.app_secret}:{APP.package}"]
+
+    async def token(http_url: str, account: str) -> dict[str, object]:
+        async with httpx.AsyncClient(base_url=http_url, timeout=TIMEOUT) as http:
+            return (await login_http(http, account)).answer
+
+    async def send(ws_url: str, http_url: str) -> list[ServerAck]:
+        alice = WireClient(ws_url, "alice")
+        await alice.login(await token(http_url, "alice"))
+        for i in range(20):
+            alice.session.send_p2p("bob", f"m{i}", now=alice.now())
+        await alice.flush()
+        await alice.next(ServerAck, 20)
+        return alice.of(ServerAck)  # the connection is left open: the server dies under it
+
+    async def receive(ws_url: str, http_url: str) -> list[str]:
+        bob = WireClient(ws_url, "bob")
+        await bob.login(await token(http_url, "bob"))
+        await bob.wait(lambda: len(bob.of(P2PMessage)) >= 20)
+        await bob.close()
+        return [m.text for m in bob.of(P2PMessage)]
+
+    proc, ws_url, http_url = _serve(tmp_path, db, *app)
+    try:
+        acks = asyncio.run(send(ws_url, http_url))
+        assert all(a.ok for a in acks)
+        proc.send_signal(signal.SIGKILL)  # no shutdown, no final commit
+        proc.wait(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    proc, ws_url, http_url = _serve(tmp_path, db, *app)
+    try:
+        assert asyncio.run(receive(ws_url, http_url)) == [f"m{i}" for i in range(20)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=TIMEOUT * 2)
