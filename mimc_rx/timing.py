@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+import reactivex
+from reactivex.subject import Subject
 
 from mimc_rx.frames.clock import Clock, resolve_clock
 from mimc_rx.frames.plots import (
@@ -41,6 +44,7 @@ from mimc_rx.protocol.events import PacketId
 
 if TYPE_CHECKING:
     import pandas as pd
+    from reactivex import Observable
     from reactivex.abc import SchedulerBase
 
 __all__ = [
@@ -115,7 +119,9 @@ class SendLedger:
         ledger = SendLedger()
         pid = ledger.send_message(alice, "bob", "hi")
 
-    One ledger may serve several clients. Thread-safe.
+    One ledger may serve several clients. Thread-safe. Each record is also published on
+    :attr:`sent`, so a :class:`~mimc_rx.replay.Recorder` can keep the send side of a session
+    next to its received streams, and :meth:`from_records` rebuilds a ledger from a replay.
 
     Args:
         clock: the send-time clock; use the same one as the receive side (the default wall
@@ -129,6 +135,24 @@ class SendLedger:
         self._clock = resolve_clock(clock, scheduler)
         self._records: list[Sent] = []
         self._lock = threading.Lock()
+        self._published: Subject[Sent] = Subject()
+
+    @classmethod
+    def from_records(cls, records: Iterable[Sent]) -> SendLedger:
+        """A ledger holding ``records`` (e.g. the ``Sent`` events of a replayed recording)."""
+        ledger = cls()
+        ledger._records.extend(records)
+        return ledger
+
+    @property
+    def sent(self) -> Observable[Sent]:
+        """Each record as it is made (hot: records made before subscribing are not replayed)."""
+        published = self._published
+
+        def subscribe(observer: Any, scheduler: Any = None) -> Any:
+            return published.subscribe(observer, scheduler=scheduler)
+
+        return reactivex.create(subscribe)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -163,6 +187,7 @@ class SendLedger:
         )
         with self._lock:
             self._records.append(entry)
+        self._published.on_next(entry)
         return entry
 
     def send_message(

@@ -29,6 +29,7 @@ from mimc_rx.protocol.events import (
 )
 from mimc_rx.replay import Record, Recorder, Recording, register_event_type
 from mimc_rx.streams import Disconnected, DisconnectReason, Reconnecting
+from mimc_rx.timing import Sent
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed
@@ -99,6 +100,17 @@ def sample_records() -> list[Record]:
         ),
         ("bob/reconnects", Reconnecting(attempt=1, delay=0.37)),
         ("odd", Odd(packet_id=12, topic_ids=(1, 2))),
+        (
+            "sent",
+            Sent(
+                packet_id=PacketId("web1"),
+                kind="p2p",
+                sender="alice",
+                target="bob",
+                size=5,
+                sent_at=T0,
+            ),
+        ),
         ("odd", Odd(packet_id="x")),
     ]
     return [Record(name, T0 + 1000 * i + i, event) for i, (name, event) in enumerate(events)]

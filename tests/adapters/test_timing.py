@@ -15,6 +15,7 @@ from mimc_rx.frames import events_to_frame
 from mimc_rx.protocol.events import P2PMessage, P2TMessage, PacketId, ServerAck
 from mimc_rx.timing import (
     SendLedger,
+    Sent,
     end_to_end_latency,
     latency_summary,
     loss_report,
@@ -76,6 +77,8 @@ def ticking() -> Iterator[int]:
 
 def test_the_ledger_records_sends_through_the_client(ticking: Iterator[int]) -> None:
     ledger = SendLedger(clock=lambda: next(ticking))
+    published: list[Sent] = []
+    ledger.sent.subscribe(published.append)
     alice = FakeUser("alice", count(1))
     carol = FakeUser("carol", count(1))  # same ids as alice's: joins must use the sender too
     assert ledger.send_message(alice, "bob", "héllo", biz_type="x") == "web1"
@@ -85,6 +88,7 @@ def test_the_ledger_records_sends_through_the_client(ticking: Iterator[int]) -> 
     assert alice.calls == [("p2p", "bob", "héllo", True, "x")]
     assert carol.calls == [("p2t", 42, b"\x00\x01\x02", False, "")]
     assert len(ledger) == 2
+    assert published == ledger.records
     expected = pd.DataFrame(
         {
             "packet_id": pd.Series(["web1", "web1"], dtype="str"),
@@ -102,6 +106,8 @@ def test_the_ledger_records_sends_through_the_client(ticking: Iterator[int]) -> 
         }
     )
     assert_frame_equal(ledger.frame(), expected)
+    copy = SendLedger.from_records(ledger.records)
+    assert_frame_equal(copy.frame(), expected)
     assert len(SendLedger().frame()) == 0
     assert str(SendLedger().frame()["sent_at"].dtype) == "datetime64[us, UTC]"
 
