@@ -181,22 +181,29 @@ def collect(
     return collector.subscribe_to(source, scheduler=scheduler)
 
 
-async def to_frame(
+def to_frame(
     source: Observable[Any],
     *,
     count: int | None = None,
-    timeout: float | None = None,  # noqa: ASYNC109 - a deadline is part of the question asked
+    timeout: float | None = None,
     clock: Clock | None = None,
     scheduler: SchedulerBase | None = None,
     event_type: type | None = None,
     name: str | None = None,
     payload: bool = False,
-) -> pd.DataFrame:
+) -> asyncio.Future[pd.DataFrame]:
     """Collect ``source`` into a DataFrame until it completes, ``count`` events arrive, or
     ``timeout`` seconds pass, whichever comes first.
 
-    Safe in Jupyter's running loop (top-level ``await``) and when the stream emits from another
-    thread. On timeout the frame holds what arrived in time.
+    The subscription is made before this returns, so there is no race in::
+
+        arrival = to_frame(bob.p2p_messages, count=1, timeout=5)
+        alice.send_message("bob", "hi")
+        frame = await arrival
+
+    (``await to_frame(...)`` in one go works too.) Call it on the running loop: Jupyter's, with
+    top-level ``await``, or any asyncio program's. The stream may emit from another thread.
+    On timeout the frame holds what arrived in time; cancelling the future unsubscribes.
 
     Args:
         source: any observable; the client's streams (``user.p2p_messages``...) give typed frames.
@@ -208,20 +215,26 @@ async def to_frame(
         name: fills a ``source`` column.
         payload: keep the raw payload bytes too.
 
-    Raises:
-        Exception: the error the stream ended with, if any.
+    Returns:
+        A future of the frame. It fails with the stream's error if the stream ends with one.
     """
     loop = asyncio.get_running_loop()
-    finished = loop.create_future()
+    result: asyncio.Future[pd.DataFrame] = loop.create_future()
+    collector: FrameCollector[Any]
 
-    def wake() -> None:
-        if not finished.done():
-            finished.set_result(None)
+    def finish() -> None:
+        collector.dispose()
+        if result.done():
+            return
+        if collector.error is not None:
+            result.set_exception(collector.error)
+        else:
+            result.set_result(collector.frame())
 
     def on_done() -> None:
-        loop.call_soon_threadsafe(wake)
+        loop.call_soon_threadsafe(finish)
 
-    collector: FrameCollector[Any] = FrameCollector(
+    collector = FrameCollector(
         count=count,
         clock=clock,
         scheduler=scheduler,
@@ -231,13 +244,14 @@ async def to_frame(
         on_done=on_done,
     )
     collector.subscribe_to(source, scheduler=scheduler)
-    try:
-        if not collector.done:
-            await asyncio.wait_for(asyncio.shield(finished), timeout)
-    except TimeoutError:
-        pass
-    finally:
+    timer = loop.call_later(timeout, finish) if timeout is not None else None
+
+    def cleanup(_result: asyncio.Future[pd.DataFrame]) -> None:
         collector.dispose()
-    if collector.error is not None:
-        raise collector.error
-    return collector.frame()
+        if timer is not None:
+            timer.cancel()
+
+    result.add_done_callback(cleanup)
+    if collector.done:  # count=0, or a synchronous source that already ended
+        loop.call_soon(finish)
+    return result

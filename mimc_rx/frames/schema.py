@@ -40,10 +40,10 @@ Disconnected       reason, detail, code (nullable Int64), will_reconnect
 Reconnecting       attempt, delay (float64 seconds)
 =================  ====================================================================
 
-Any other dataclass gets one column per field with inferred dtypes; any other value becomes a
-single ``value`` column. A stream mixing several types gives one frame with an ``event`` column
-(the class name) and the union of the columns, using nullable dtypes (``Int64``, ``boolean``)
-where a type lacks a column.
+Any other dataclass gets one column per field with inferred dtypes, dicts (as an operator
+pipeline may emit) one column per key; any other value becomes a single ``value`` column. A
+stream mixing several types gives one frame with an ``event`` column (the class name) and the
+union of the columns, using nullable dtypes (``Int64``, ``boolean``) where a type lacks a column.
 """
 
 from __future__ import annotations
@@ -422,6 +422,12 @@ def _generic_frame(
         names = [field.name for field in dataclasses.fields(event_type)]
     else:
         names = []
+    if not names and all(isinstance(event, Mapping) for event in events):
+        # Dicts made by an operator pipeline (``ops.map(lambda m: {...})``): one column per key.
+        table = pd.DataFrame.from_records(list(events))
+        for key in table.columns:
+            data[str(key)] = _values(table[key].tolist())
+        return pd.DataFrame(data, copy=False)
     if not names:
         data["value"] = _values(list(events))
         return pd.DataFrame(data, copy=False)

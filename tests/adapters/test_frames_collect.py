@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 import reactivex as rx
+from reactivex import operators as ops
 from reactivex.subject import Subject
 from reactivex.testing import ReactiveTest, TestScheduler
 
@@ -94,21 +95,19 @@ async def test_to_frame_until_completion() -> None:
 
 async def test_to_frame_until_count_with_a_subject(wait_timeout: float) -> None:
     subject: Subject[ServerAck] = Subject()
-    task = asyncio.ensure_future(to_frame(subject, count=2, timeout=wait_timeout))
-    await asyncio.sleep(0)  # let to_frame subscribe
+    arrival = to_frame(subject, count=2, timeout=wait_timeout)  # subscribed on return
     for seq in (1, 2, 3):
         subject.on_next(ack(seq))
-    frame = await task
+    assert not subject.observers  # unsubscribed as soon as the count was reached
+    frame = await arrival
     assert frame["sequence"].tolist() == [1, 2]
-    assert not subject.observers  # unsubscribed once the count was reached
 
 
 async def test_to_frame_timeout_returns_what_arrived() -> None:
     subject: Subject[ServerAck] = Subject()
-    task = asyncio.ensure_future(to_frame(subject, timeout=0.05, event_type=ServerAck))
-    await asyncio.sleep(0)
+    arrival = to_frame(subject, timeout=0.05, event_type=ServerAck)
     subject.on_next(ack(1))
-    frame = await task
+    frame = await arrival
     assert frame["sequence"].tolist() == [1]
     assert not subject.observers
     nothing = await to_frame(rx.never(), timeout=0.01, event_type=ServerAck)
@@ -123,8 +122,7 @@ async def test_to_frame_raises_the_stream_error() -> None:
 
 async def test_to_frame_with_events_from_another_thread(wait_timeout: float) -> None:
     subject: Subject[ServerAck] = Subject()
-    task = asyncio.ensure_future(to_frame(subject, count=3, timeout=wait_timeout))
-    await asyncio.sleep(0)
+    arrival = to_frame(subject, count=3, timeout=wait_timeout)
 
     def produce() -> None:
         for seq in range(1, 6):
@@ -132,9 +130,35 @@ async def test_to_frame_with_events_from_another_thread(wait_timeout: float) -> 
 
     thread = threading.Thread(target=produce)
     thread.start()
-    frame = await task
+    frame = await arrival
     thread.join(wait_timeout)
     assert frame["sequence"].tolist() == [1, 2, 3]
+
+
+async def test_cancelling_to_frame_unsubscribes() -> None:
+    subject: Subject[ServerAck] = Subject()
+    arrival = to_frame(subject)
+    assert subject.observers
+    arrival.cancel()
+    await asyncio.sleep(0)
+    assert not subject.observers
+
+
+async def test_to_frame_with_count_zero_resolves_empty() -> None:
+    frame = await to_frame(rx.never(), count=0, event_type=ServerAck)
+    assert len(frame) == 0
+    assert "sequence" in frame.columns
+
+
+async def test_to_frame_of_dicts_from_an_operator_pipeline() -> None:
+    def row(a: ServerAck) -> dict[str, object]:
+        return {"packet": a.packet_id, "double": a.sequence * 2}
+
+    source = rx.of(ack(1), ack(2)).pipe(ops.map(row))
+    frame = await to_frame(source)
+    assert list(frame.columns) == ["received_at", "packet", "double"]
+    assert frame["double"].tolist() == [2, 4]
+    assert str(frame["packet"].dtype) == "str"
 
 
 async def test_to_frame_with_an_injected_clock() -> None:
