@@ -4,7 +4,7 @@ The protocol core's events (``mimc_rx.protocol.events``) carry what the server s
 things only the facade knows: that the websocket went away and why (``Disconnected``), and that
 a reconnect is scheduled (``Reconnecting``). They live here, next to ``StreamHub``, the small
 publish side that turns an internal ``Subject`` into the read-only, subscriber-safe
-``Observable`` that ``MIMCUser`` exposes.
+``Observable`` that ``MIMCUser`` exposes, and ``UserStreams``, the set of hubs of one user.
 
 Why a hub and not a bare Subject: RxPY calls observers synchronously, so an exception raised in
 one subscriber's ``on_next`` would climb back into our receive loop and skip every later
@@ -25,11 +25,26 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex.subject import BehaviorSubject, Subject
 
+from .protocol.events import (
+    ClientEvent,
+    P2PMessage,
+    P2TMessage,
+    PullNotification,
+    ServerAck,
+    StatusChange,
+    UCDismissed,
+    UCJoinResult,
+    UCMessage,
+    UCQuitResult,
+)
+
 __all__ = [
+    "OFFLINE",
     "DisconnectReason",
     "Disconnected",
     "Reconnecting",
     "StreamHub",
+    "UserStreams",
     "first_value",
 ]
 
@@ -38,6 +53,9 @@ log = logging.getLogger("mimc_rx.user")
 _T = TypeVar("_T")
 
 _frozen: dict[str, Any] = {"frozen": True, "slots": True, "kw_only": True}
+
+OFFLINE = StatusChange(online=False)
+"""The status of a user that never logged in (what ``user.status`` replays first)."""
 
 
 class DisconnectReason(StrEnum):
@@ -161,6 +179,65 @@ class StreamHub(Generic[_T]):
 
     def __repr__(self) -> str:
         return f"<StreamHub {self.name} observers={len(self._subject.observers)}>"
+
+
+class UserStreams:
+    """The hubs behind every stream of one ``MIMCUser``, named after its properties.
+
+    The facade reads ``.observable`` from them; the connection lifecycle and the event router
+    publish to them. ``complete()`` ends them all when the user is closed.
+    """
+
+    __slots__ = (
+        "disconnects",
+        "events",
+        "group_messages",
+        "p2p_messages",
+        "pull_notifications",
+        "reconnects",
+        "server_acks",
+        "status",
+        "uc_dismissals",
+        "uc_join_results",
+        "uc_messages",
+        "uc_quit_results",
+    )
+
+    def __init__(self) -> None:
+        self.status: StreamHub[StatusChange] = StreamHub("status", initial=OFFLINE, replay=True)
+        self.events: StreamHub[ClientEvent] = StreamHub("events")
+        self.server_acks: StreamHub[ServerAck] = StreamHub("server_acks")
+        self.p2p_messages: StreamHub[P2PMessage] = StreamHub("p2p_messages")
+        self.group_messages: StreamHub[P2TMessage] = StreamHub("group_messages")
+        self.uc_messages: StreamHub[UCMessage] = StreamHub("uc_messages")
+        self.uc_join_results: StreamHub[UCJoinResult] = StreamHub("uc_join_results")
+        self.uc_quit_results: StreamHub[UCQuitResult] = StreamHub("uc_quit_results")
+        self.uc_dismissals: StreamHub[UCDismissed] = StreamHub("uc_dismissals")
+        self.pull_notifications: StreamHub[PullNotification] = StreamHub("pull_notifications")
+        self.disconnects: StreamHub[Disconnected] = StreamHub("disconnects")
+        self.reconnects: StreamHub[Reconnecting] = StreamHub("reconnects")
+
+    def complete(self) -> None:
+        """End every stream for good (the user object is being discarded)."""
+        for hub in self.all():
+            hub.complete()
+
+    def all(self) -> tuple[StreamHub[Any], ...]:
+        """Every hub, status first."""
+        return (
+            self.status,
+            self.events,
+            self.server_acks,
+            self.p2p_messages,
+            self.group_messages,
+            self.uc_messages,
+            self.uc_join_results,
+            self.uc_quit_results,
+            self.uc_dismissals,
+            self.pull_notifications,
+            self.disconnects,
+            self.reconnects,
+        )
 
 
 def first_value(

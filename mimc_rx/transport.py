@@ -43,6 +43,7 @@ __all__ = [
     "CloseInfo",
     "TransportOptions",
     "WebSocketTransport",
+    "describe_exception",
 ]
 
 log = logging.getLogger("mimc_rx.transport")
@@ -101,7 +102,8 @@ class CloseInfo:
     by_us: bool = False
 
 
-def _describe(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
+    """``"TypeName: message"`` (or just the type name), for log lines and close details."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -173,7 +175,9 @@ class WebSocketTransport:
                 proxy=opts.proxy,
             )
         except (OSError, TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as exc:
-            raise ConnectionClosed(f"cannot connect to {self.url}: {_describe(exc)}") from exc
+            raise ConnectionClosed(
+                f"cannot connect to {self.url}: {describe_exception(exc)}"
+            ) from exc
         self._done = self._loop.create_future()
         self._reader = self._loop.create_task(self._read(), name="mimc-rx reader")
         self._writer = self._loop.create_task(self._write(), name="mimc-rx writer")
@@ -286,13 +290,12 @@ class WebSocketTransport:
         elif sent is not None and sent.reason == "keepalive ping timeout":
             # websockets failed the connection itself: no pong within ping_timeout.
             reason, code, detail = DisconnectReason.PING_TIMEOUT, sent.code, sent.reason
-            reason = DisconnectReason.PING_TIMEOUT
         elif code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY):
             reason = DisconnectReason.SERVER_CLOSED
         else:
             reason = DisconnectReason.CONNECTION_LOST
         if not detail and error is not None and not isinstance(error, WsConnectionClosed):
-            detail = _describe(error)
+            detail = describe_exception(error)
         info = CloseInfo(reason=reason, detail=detail, code=code, by_us=self._by_us)
         self._close_info = info
         if self._timer is not None:

@@ -279,7 +279,7 @@ async def test_ack_observable_times_out_on_virtual_time(net: FakeNet) -> None:
     assert isinstance(error, SendTimeout)
     assert isinstance(error, TimeoutError)
     assert error.packet_id == pid
-    assert user._ack_waiters == {}  # the waiter was forgotten
+    assert user._acks.waiting == 0  # the waiter was forgotten
 
 
 async def test_ack_observable_emits_the_ack_before_the_timeout(net: FakeNet) -> None:
