@@ -246,14 +246,20 @@ class Recording:
         """The events of one stream, in order."""
         return [r.event for r in self.records if r.stream == stream]
 
-    def frame(self, stream: str, **options: Any) -> pd.DataFrame:
-        """One stream as a DataFrame, with the recorded receive times.
+    def frame(self, *streams: str, **options: Any) -> pd.DataFrame:
+        """Streams as a DataFrame, with the recorded receive times, in arrival order.
 
-        ``options`` go to :func:`mimc_rx.frames.events_to_frame` (``source=``, ``payload=``...).
+        One stream gives its typed frame; several give one mixed frame (an ``event`` column and
+        the union of the columns), e.g. a connection timeline from
+        ``frame("bob/status", "bob/disconnects", "bob/reconnects")``. ``options`` go to
+        :func:`mimc_rx.frames.events_to_frame` (``source=``, ``payload=``...).
         """
         from mimc_rx.frames import events_to_frame
 
-        chosen = [r for r in self.records if r.stream == stream]
+        if not streams:
+            raise TypeError("name at least one stream")
+        wanted = set(streams)
+        chosen = [r for r in self.records if r.stream in wanted]
         return events_to_frame(
             [r.event for r in chosen], [r.received_at for r in chosen], **options
         )

@@ -500,7 +500,8 @@ def sequence_report(
     """Repeated, out-of-order and (optionally) missing sequences, in arrival order.
 
     Args:
-        received: a message frame (sequences in one user's space, or per topic for UC).
+        received: a message frame (sequences in one user's space, or per topic for UC); rows
+            are taken in ``received_at`` order when the column is there.
         by: column(s) splitting independent sequence spaces: ``"source"`` for several
             receivers, ``"topic_id"`` for unlimited groups.
         contiguous: the server numbers messages 1, 2, 3...: report holes as ``gap`` rows.
@@ -515,6 +516,9 @@ def sequence_report(
     import pandas as pd
 
     groups = [] if by is None else [by] if isinstance(by, str) else list(by)
+    if "received_at" in received.columns:
+        # Frames concatenated per stream (P2P, then group) are put back in arrival order.
+        received = received.sort_values("received_at", kind="stable")
     rows: list[dict[str, Any]] = []
     parts = received.groupby(groups, observed=True, sort=False) if groups else [((), received)]
     for key, part in parts:

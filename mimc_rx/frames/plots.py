@@ -69,13 +69,30 @@ def plot_latency_histogram(
     end_to_end: pd.DataFrame | None = None,
     *,
     bins: int = 50,
+    clip: float | None = 99.0,
     ax: Any = None,
 ) -> Any:
-    """Histogram of latencies in milliseconds, one colour per kind."""
+    """Histogram of latencies in milliseconds, one colour per kind.
+
+    Args:
+        bins: number of bins, shared by every kind.
+        clip: draw latencies up to this percentile of all the values given (a few outliers
+            would squash the bulk into one bar); ``None`` draws everything.
+    """
+    import numpy as np
+
     ax = _axes(ax, "Latency histogram")
-    for label, table in _latencies(publish, end_to_end).items():
-        table["latency_ms"].plot.hist(ax=ax, bins=bins, alpha=0.6, label=label)
-    ax.set_xlabel("latency (ms)")
+    tables = _latencies(publish, end_to_end)
+    values = np.concatenate([t["latency_ms"].to_numpy(dtype="float64") for t in tables.values()])
+    low = float(values.min()) if len(values) else 0.0
+    high = float(values.max()) if len(values) else 1.0
+    if clip is not None and len(values):
+        high = float(np.percentile(values, clip))
+    edges = np.linspace(low, max(high, low + 1e-3), bins + 1)
+    for label, table in tables.items():
+        table["latency_ms"].plot.hist(ax=ax, bins=edges.tolist(), alpha=0.6, label=label)
+    suffix = f" (up to p{clip:g}: {high:.3g} ms)" if clip is not None and len(values) else ""
+    ax.set_xlabel("latency (ms)" + suffix)
     ax.set_ylabel("messages")
     ax.legend()
     return ax
@@ -144,7 +161,13 @@ def plot_throughput(
     for label, frame in (("sent", sent), ("delivered", delivered)):
         if frame is None:
             continue
-        rates = frame if "messages_per_s" in frame.columns else throughput(frame, freq=freq)
+        if "messages_per_s" in frame.columns:
+            rates = frame
+        else:
+            # Sends by their send time; deliveries by when they arrived.
+            order = ("sent_at",) if label == "sent" else ("delivered_at", "received_at")
+            column = next((c for c in order if c in frame.columns), None)
+            rates = throughput(frame, time_column=column, freq=freq)
         ax.step(
             _utc_naive(rates.index), rates["messages_per_s"].to_numpy(), where="post", label=label
         )

@@ -185,6 +185,11 @@ def test_recording_frames_carry_the_recorded_receive_times() -> None:
     expected = events_to_frame(recording.events("bob/p2p_messages"), stamps, source="bob")
     assert_frame_equal(frame, expected)
     assert frame["text"].tolist() == ["smile 😀", "\ufffd\x00raw"]
+    timeline = recording.frame("bob/disconnects", "bob/reconnects", "alice/status")
+    assert timeline["event"].tolist() == ["StatusChange", "Disconnected", "Reconnecting"]
+    assert timeline["received_at"].is_monotonic_increasing
+    with pytest.raises(TypeError, match="name at least one stream"):
+        recording.frame()
 
 
 def test_a_virtual_time_replay_equals_the_recording() -> None:

@@ -268,6 +268,10 @@ def test_sequence_report_lists_duplicates_reorderings_and_gaps() -> None:
         ["bob", "gap", 4, 4, 1],
     ]
     assert sequence_report(frame, by="source").shape[0] == 2  # no gaps unless contiguous
+    # Rows are taken in arrival order when receive times are there (frames concatenated
+    # per stream are not).
+    by_stream = pd.DataFrame({"sequence": [1, 3, 2], "received_at": [at(1), at(3), at(2)]})
+    assert len(sequence_report(by_stream)) == 0
     clean = sequence_report(pd.DataFrame({"sequence": [5, 90, 1000]}))
     assert len(clean) == 0
     assert list(clean.columns) == ["problem", "first", "last", "count"]
@@ -278,6 +282,11 @@ def test_plots_draw_every_kind_given() -> None:
         make_sent(), events_to_frame([ack("web1", 1)], [T0 + 1_500], source="alice")
     )
     e2e = end_to_end_latency(make_sent(), deliveries())
+    ax = plot_latency_histogram(pub, e2e, bins=5, clip=None)
+    assert ax.get_xlabel() == "latency (ms)"
+    assert max(p.get_x() + p.get_width() for p in ax.patches) == pytest.approx(3.5)
+    ax = plot_latency_histogram(end_to_end=e2e, bins=4, clip=50)
+    assert ax.get_xlabel() == "latency (ms) (up to p50: 2.5 ms)"
     ax = plot_latency_histogram(pub, e2e, bins=5)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "publish latency",
@@ -288,8 +297,11 @@ def test_plots_draw_every_kind_given() -> None:
     assert ax.get_lines()[0].get_ydata()[-1] == 100.0
     ax = plot_latency_over_time(pub, e2e)
     assert len(ax.get_lines()) == 4  # dots and rolling median per kind
-    ax = plot_throughput(make_sent(), e2e)
-    assert len(ax.get_lines()) == 2
+    ax = plot_throughput(make_sent(), e2e, freq="2ms")
+    sent_line, delivered_line = ax.get_lines()
+    # Sends count at their send time (from T0), deliveries when they arrived (from T0 + 2 ms).
+    assert sent_line.get_xdata()[0] == np.datetime64(T0, "us")
+    assert delivered_line.get_xdata()[0] == np.datetime64(T0 + 2_000, "us")
     with pytest.raises(ValueError, match="give publish="):
         plot_latency_histogram()
     with pytest.raises(ValueError, match="needs a publish_latency_ms column"):
