@@ -32,16 +32,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _baseline
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.client.loopback
 
 from _baseline import echo_baseline_async, percentiles
 
 from mimc_rx import AccountTokenFetcher, MIMCUser
 from mimc_rx.protocol.events import Delivery, DeliveryKind, PacketId, Peer
 from mimc_rx.server import DEMO_APP
+from mimc_rx.testing.loopback import LoopbackNet
 
 PAYLOAD = b"x" * 200
 
@@ -178,8 +178,6 @@ async def _fixed_rate(alice: MIMCUser, bob: MIMCUser, rate: int, seconds: float)
 
 async def _memory(total: int, batch: int) -> list[str]:
     """Feed ``total`` messages through bob's whole client stack; RSS at checkpoints."""
-    from tests.client.loopback import LoopbackNet
-
     net = LoopbackNet()
     bob = net.user("bob", reconnect=False)
     net.hub.add_account("alice")
@@ -229,7 +227,7 @@ async def _memory(total: int, batch: int) -> list[str]:
             gc.collect()
             rows.append(
                 f"  after {fed:>9,} messages  RSS {proc.memory_info().rss / 2**20:7.1f} MiB"
-                f"   dedup window {len(bob._seen):,}   received {received:,}"
+                f"   dedup window {len(bob._router.seen):,}   received {received:,}"
             )
     elapsed = time.perf_counter() - start
     rows.append(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from mimc_rx.protocol.events import Delivery, DeliveryKind, P2PMessage, Peer, StatusChange
 from mimc_rx.reconnect import Backoff
 from mimc_rx.streams import Disconnected, DisconnectReason, first_value
+from mimc_rx.testing.loopback import LoopbackNet
 
 from .conftest import TIMEOUT, eventually
-from .loopback import LoopbackNet
 
 
 async def test_login_send_ack_deliver_through_the_real_core() -> None:

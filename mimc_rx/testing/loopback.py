@@ -1,10 +1,21 @@
-"""MIMCUser wired to the real protocol core and ``mimc_rx.testing.MemoryHub``, with no sockets.
+"""``MIMCUser`` wired to the real protocol core and ``MemoryHub``, with no sockets.
 
 ``LoopbackNet`` gives ``MIMCUser`` a session factory (``MemoryHub.connect(login=False)``: a
 real ``ClientSession`` joined to a real ``ServerSession``) and a transport factory whose
 transport pumps the hub on the event loop and hands each user its session's events. Real frames
-flow (CONN, signed BIND, RC4 SECMSG, COMPOUND, acks); only the websocket is missing. The
-benchmark uses it too, to feed a million messages through the full client stack quickly.
+flow (CONN, signed BIND, RC4 SECMSG, COMPOUND, acks); only the websocket is missing. Use it to
+test an application's use of ``MIMCUser`` in milliseconds::
+
+    net = LoopbackNet()
+    alice, bob = net.user("alice"), net.user("bob")
+    await alice.login(); await bob.login()
+    arrival = first_value(bob.p2p_messages, timeout=5)
+    alice.send_message("bob", "hi")
+    assert (await arrival).text == "hi"
+
+``bench/client_bench.py`` uses it to feed a million messages through the whole client stack.
+Import it from here (``mimc_rx.testing.loopback``): unlike the rest of ``mimc_rx.testing``, it
+loads the asyncio client.
 """
 
 from __future__ import annotations
@@ -24,7 +35,12 @@ __all__ = ["LoopbackNet", "LoopbackTransport"]
 
 
 class LoopbackTransport:
-    """One user's "connection": its ``SessionPair`` inside the shared hub."""
+    """One user's "connection": its ``SessionPair`` inside the shared hub.
+
+    It plays ``WebSocketTransport``'s part for ``MIMCUser``: ``wake()`` asks the net to pump,
+    the pump hands the session's events to ``on_events``, and the connection ends when the
+    server side closes the pair (KICK, logout) or when a test calls ``drop()``.
+    """
 
     def __init__(
         self,
@@ -38,17 +54,26 @@ class LoopbackTransport:
 
     @property
     def is_open(self) -> bool:
+        """True from ``open()`` until the connection ends."""
         return self.opened and not self._done.done()
 
+    @property
+    def closed(self) -> bool:
+        """True once the connection has ended."""
+        return self._done.done()
+
     async def open(self) -> None:
+        """Join the net; the first pump carries the CONN the session queued at login."""
         self.opened = True
         self.net.transports.append(self)
         self.wake()
 
     def wake(self) -> None:
+        """The session has frames to send: pump the net soon."""
         self.net.schedule()
 
     def deliver_events(self) -> None:
+        """Hand the session's pending events to the user; notice the server's close."""
         events = self.pair.take_client_events()
         if events:
             self.on_events(events)
@@ -66,15 +91,24 @@ class LoopbackTransport:
         self.deliver_events()
 
     async def wait_closed(self) -> CloseInfo:
+        """Wait until the connection has ended and return how."""
         return await asyncio.shield(self._done)
 
     async def close(self, timeout: float | None = None) -> CloseInfo:  # noqa: ASYNC109
+        """Close from our side (reported as a lost connection, like ``drop()``)."""
         self.drop()
         return await self.wait_closed()
 
 
 class LoopbackNet:
-    """A ``MemoryHub`` plus the factories that put ``MIMCUser`` objects on it."""
+    """A ``MemoryHub`` plus the factories that put ``MIMCUser`` objects on it.
+
+    Args:
+        hub: the hub to use; a fresh ``MemoryHub`` by default.
+
+    Attributes:
+        transports: the connections open now, oldest first (``transports[-1]`` is the latest).
+    """
 
     def __init__(self, hub: MemoryHub | None = None) -> None:
         self.hub = hub or MemoryHub()
@@ -96,6 +130,7 @@ class LoopbackNet:
         )
 
     def session_factory(self, app_id: int, app_account: str, resource: str) -> ClientSession:
+        """``MIMCUser``'s session factory: a new pair in the hub, not logged in yet."""
         pair = self.hub.connect(app_account, resource=resource, login=False)
         self._pairs[id(pair.client)] = pair
         return pair.client
@@ -107,9 +142,11 @@ class LoopbackNet:
         on_events: Callable[[Sequence[ClientEvent]], None],
         options: TransportOptions,
     ) -> LoopbackTransport:
+        """``MIMCUser``'s transport factory: the transport of the pair behind ``session``."""
         return LoopbackTransport(self, self._pairs[id(session)], on_events)
 
     def schedule(self) -> None:
+        """Pump once soon on the running loop (many wakes in one loop turn make one pump)."""
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.pump)
@@ -121,4 +158,4 @@ class LoopbackNet:
         for transport in list(self.transports):
             if transport.opened:
                 transport.deliver_events()
-        self.transports = [t for t in self.transports if not t._done.done()]
+        self.transports = [t for t in self.transports if not t.closed]
