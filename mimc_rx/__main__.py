@@ -16,6 +16,10 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mimc_rx.server.config import AppConfig
 
 __all__ = ["main"]
 
@@ -24,8 +28,17 @@ log = logging.getLogger("mimc_rx.cli")
 DEFAULT_DB = "mimc-rx.db"
 
 
+def _app_option(spec: str) -> AppConfig:
+    from mimc_rx.server.config import parse_app_spec
+
+    try:
+        return parse_app_spec(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    from mimc_rx.server.config import ServerConfig, parse_app_spec
+    from mimc_rx.server.config import ServerConfig
 
     defaults = ServerConfig()
     parser = argparse.ArgumentParser(prog="python -m mimc_rx", description=__doc__.split("\n")[0])
@@ -47,7 +60,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--app",
         dest="apps",
         action="append",
-        type=parse_app_spec,
+        type=_app_option,
         default=[],
         metavar="APP_ID:APP_KEY:APP_SECRET[:PACKAGE]",
         help="an app to serve (repeatable); without any, the built-in demo app",
