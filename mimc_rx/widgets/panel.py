@@ -198,7 +198,6 @@ class ChatPanel:
         self.new_target.on_msg(self._on_new_target_message)
         self.conversation_list.observe(self._on_pick, names="index")
 
-        self._render()
         self._subscriptions = CompositeDisposable()
         streams: list[tuple[Observable[Any], Callable[[Any], None]]] = [
             (user.status, self._on_status),
@@ -217,6 +216,7 @@ class ChatPanel:
         except BaseException:
             self.close()
             raise
+        self._render()  # now, so the first display already shows the replayed status
 
     # ------------------------------------------------------------------ public API
 
@@ -292,6 +292,9 @@ class ChatPanel:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         bundle: dict[str, Any] | None = self.widget._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            # Where widgets do not render (a saved notebook on GitHub), say what this is.
+            bundle["text/plain"] = repr(self)
         return bundle
 
     def __repr__(self) -> str:

@@ -505,7 +505,16 @@ def test_the_panel_displays_itself(panel: ChatPanel) -> None:
     assert bundle is not None
     view = bundle["application/vnd.jupyter.widget-view+json"]
     assert view["model_id"] == panel.widget.model_id
+    assert bundle["text/plain"] == repr(panel)
     assert "alice" in repr(panel)
+
+
+def test_the_first_display_shows_the_replayed_status_at_once() -> None:
+    user = FakeUser()
+    user.status_subject.on_next(StatusChange(online=True))
+    panel = ChatPanel(user, scheduler=TestScheduler(), render_interval=0.1)
+    assert 'data-state="online"' in panel.status_view.value
+    panel.close()
 
 
 def test_importing_the_widgets_module_does_not_import_ipywidgets() -> None:
