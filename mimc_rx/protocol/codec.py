@@ -327,12 +327,11 @@ def _fill_packet(msg: Any, packet: MIMCPacket) -> None:
 
 
 def _read_packet(msg: Any, strict: bool) -> MIMCPacket:
-    def opt(name: str) -> Any:
-        return scalar(getattr(msg, name), name) if msg.HasField(name) else None
-
-    packet_id: str | None = opt("packetId")
-    ptype: int | None = opt("type")
-    payload = bytes(msg.payload) if msg.HasField("payload") else None
+    # Runs for every packet: plain HasField checks, no per-call helper (measured hot spot).
+    has = msg.HasField
+    packet_id: str | None = scalar(msg.packetId, "packetId") if has("packetId") else None
+    ptype: int | None = msg.type if has("type") else None
+    payload = bytes(msg.payload) if has("payload") else None
     cls = _BODY_CLASSES.get(ptype) if ptype is not None else None
     body: PacketBody
     if cls is None:
@@ -347,11 +346,11 @@ def _read_packet(msg: Any, strict: bool) -> MIMCPacket:
     return MIMCPacket(
         body=body,
         packet_id=packet_id,
-        package=opt("package"),
-        sequence=opt("sequence"),
-        timestamp=opt("timestamp"),
-        conversation=opt("conversation"),
-        conv_index=opt("convIndex"),
+        package=scalar(msg.package, "package") if has("package") else None,
+        sequence=msg.sequence if has("sequence") else None,
+        timestamp=msg.timestamp if has("timestamp") else None,
+        conversation=msg.conversation if has("conversation") else None,
+        conv_index=msg.convIndex if has("convIndex") else None,
     )
 
 

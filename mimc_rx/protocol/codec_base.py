@@ -83,20 +83,50 @@ def scalar(value: Any, name: str) -> Any:
     return value
 
 
+# How a dataclass field maps to its protobuf field; see ``_plan``.
+_SCALAR, _BYTES, _MESSAGE, _REPEATED = range(4)
+
+_PLANS: dict[type, tuple[tuple[str, str, int, Any], ...]] = {}
+
+
+def _plan(cls: type) -> tuple[tuple[str, str, int, Any], ...]:
+    """``(attribute, protobuf name, kind, sub)`` for every ``pb()`` field of ``cls``, cached.
+
+    Reading ``dataclasses.fields()`` and their metadata on every message cost more than the
+    protobuf parsing itself; the mapping is fixed per class, so it is computed once.
+    """
+    plan = _PLANS.get(cls)
+    if plan is None:
+        entries = []
+        for f in fields(cls):
+            meta = f.metadata
+            if "pb" not in meta:
+                continue
+            sub = meta["sub"]
+            if meta["repeated"]:
+                kind = _REPEATED
+            elif sub is bytes:
+                kind = _BYTES
+            elif sub is not None:
+                kind = _MESSAGE
+            else:
+                kind = _SCALAR
+            entries.append((f.name, meta["pb"], kind, sub))
+        plan = _PLANS[cls] = tuple(entries)
+    return plan
+
+
 def fill_fields(msg: Any, obj: Any) -> None:
     """Copy the present (non-``None``) fields of dataclass ``obj`` into protobuf ``msg``."""
-    for f in fields(obj):
-        meta = f.metadata
-        if "pb" not in meta:
-            continue
-        name, sub, value = meta["pb"], meta["sub"], getattr(obj, f.name)
-        if meta["repeated"]:
+    for attr, name, kind, _sub in _plan(type(obj)):
+        value = getattr(obj, attr)
+        if kind == _REPEATED:
             target = getattr(msg, name)
             for item in value:
                 _fill_any(target.add(), item)
         elif value is None:
             continue
-        elif sub is not None and sub is not bytes:
+        elif kind == _MESSAGE:
             child = getattr(msg, name)
             child.SetInParent()  # present even when every field of the child is absent
             _fill_any(child, value)
@@ -109,23 +139,21 @@ def fill_fields(msg: Any, obj: Any) -> None:
 def read_fields(msg: Any, cls: type[_T]) -> _T:
     """Build dataclass ``cls`` from protobuf ``msg``, absent fields as ``None``."""
     kwargs: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        meta = f.metadata
-        if "pb" not in meta:
-            continue
-        name, sub = meta["pb"], meta["sub"]
-        if meta["repeated"]:
-            kwargs[f.name] = tuple(
-                _read_any(item, sub, strict=False) for item in getattr(msg, name)
-            )
-        elif not msg.HasField(name):
-            kwargs[f.name] = None
-        elif sub is bytes:
-            kwargs[f.name] = bytes(getattr(msg, name))
-        elif sub is not None:
-            kwargs[f.name] = _read_any(getattr(msg, name), sub, strict=True)
+    has = msg.HasField
+    for attr, name, kind, sub in _plan(cls):
+        if kind == _REPEATED:
+            kwargs[attr] = tuple(_read_any(item, sub, strict=False) for item in getattr(msg, name))
+        elif not has(name):
+            kwargs[attr] = None
+        elif kind == _SCALAR:
+            value = getattr(msg, name)
+            if isinstance(value, bytes):  # as scalar(): upb's bytes for a non-UTF-8 string
+                raise PacketError("bad-utf8", f"field {name} is not valid UTF-8")
+            kwargs[attr] = value
+        elif kind == _BYTES:
+            kwargs[attr] = bytes(getattr(msg, name))
         else:
-            kwargs[f.name] = scalar(getattr(msg, name), name)
+            kwargs[attr] = _read_any(getattr(msg, name), sub, strict=True)
     return cls(**kwargs)
 
 
