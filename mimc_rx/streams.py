@@ -137,12 +137,14 @@ class StreamHub(Generic[_T]):
 
     Args:
         name: the stream's public name, used in log lines.
-        initial: when given, the stream replays its latest value to late subscribers
-            (a ``BehaviorSubject`` behind it), starting with this one.
+        initial: the first value of a replaying stream.
+        replay: replay the latest value to late subscribers (a ``BehaviorSubject`` behind
+            it, starting with ``initial``); otherwise a plain ``Subject``.
     """
 
     def __init__(self, name: str, *, initial: _T | None = None, replay: bool = False) -> None:
         self.name = name
+        self._replay = replay
         self._subject: Subject[_T]
         if replay:
             self._subject = BehaviorSubject(initial)  # type: ignore[arg-type]
@@ -158,11 +160,6 @@ class StreamHub(Generic[_T]):
         self.observable: Observable[_T] = reactivex.create(subscribe)
 
     @property
-    def has_observers(self) -> bool:
-        """True while at least one subscription is active (lets callers skip work)."""
-        return bool(self._subject.observers)
-
-    @property
     def latest(self) -> _T | None:
         """The value a late subscriber would get first (replaying hubs only)."""
         if isinstance(self._subject, BehaviorSubject):
@@ -171,7 +168,11 @@ class StreamHub(Generic[_T]):
 
     def publish(self, value: _T) -> None:
         """Emit ``value`` to every subscriber, synchronously, on the caller's thread."""
-        self._subject.on_next(value)
+        subject = self._subject
+        # A plain Subject drops a value nobody listens to; skipping its lock and observer copy
+        # matters on the receive path, where ``events`` is published for every message.
+        if self._replay or subject.observers:
+            subject.on_next(value)
 
     def complete(self) -> None:
         """End the stream for good (the user object is being discarded)."""
