@@ -50,6 +50,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -263,9 +265,10 @@ def _categorical(values: list[Any], labels: Callable[[Any], str] | None = None) 
         distinct: list[Any] = values[:1]
         codes = np.zeros(n, dtype=np.int8)
     else:
-        code_of = {value: code for code, value in enumerate(dict.fromkeys(values))}
+        # One pass in C: a missing key gets the next code from the counter (first appearance).
+        code_of: defaultdict[Any, int] = defaultdict(itertools.count().__next__)
+        codes = np.array(list(map(code_of.__getitem__, values)), dtype=np.int32)
         distinct = list(code_of)
-        codes = np.fromiter(map(code_of.__getitem__, values), dtype=np.int32, count=n)
     names = distinct if labels is None else [labels(value) for value in distinct]
     dtype = pd.CategoricalDtype(pd.Index(names, dtype=_STR))
     return pd.Categorical.from_codes(codes, dtype=dtype)
@@ -290,7 +293,7 @@ def _int64(values: list[Any], cache: dict[str, Any]) -> np.ndarray[Any, Any]:
     import numpy as np
 
     if "int" not in cache:
-        cache["int"] = np.asarray(values, dtype=np.int64)
+        cache["int"] = np.fromiter(values, dtype=np.int64, count=len(values))
     return cache["int"]  # type: ignore[no-any-return]
 
 
@@ -362,7 +365,7 @@ def build_column(kind: ColumnKind, values: list[Any], cache: dict[str, Any] | No
     if kind == "bool":
         import numpy as np
 
-        return np.asarray(values, dtype=np.bool_)
+        return np.fromiter(values, dtype=np.bool_, count=len(values))
     if kind == "category":
         return _categorical(values, str)
     if kind == "id":
