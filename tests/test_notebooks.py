@@ -1,9 +1,9 @@
 """The notebooks in notebooks/ run top to bottom in a fresh kernel, against the local server.
 
-Each notebook is executed with nbclient in a new ``python3`` kernel of the interpreter running
-the tests (jupyter_client starts a kernel spec whose command is ``python`` with
-``sys.executable``, and falls back to ipykernel's built-in spec when none is installed, as in a
-fresh CI virtual environment). Any cell error fails the test. The run happens in a temporary
+Each notebook is executed with nbclient in a new ipykernel kernel of the interpreter running the
+tests (a kernel spec written for ``sys.executable`` at run time, so a fresh CI virtual
+environment needs no ``ipykernel install`` and no other Python's ``python3`` spec can get in the
+way). Any cell error fails the test. The run happens in a temporary
 directory, so the committed notebooks and the working tree are left alone.
 
 To refresh the outputs committed with the notebooks (they are committed executed, so they read
@@ -15,8 +15,11 @@ well on GitHub)::
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,19 +32,56 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 CELL_TIMEOUT = 60.0 * float(os.environ.get("MIMC_TEST_TIMEOUT_SCALE", "1"))
 
 
+KERNEL_NAME = "mimc-rx-python"
+
+
+def _kernel_spec_dir() -> Path:
+    """A kernel spec for *this* interpreter, in a directory of its own.
+
+    A ``python3`` spec found first in the user's Jupyter directory could start another Python
+    that lacks mimc_rx; a spec named for us, put first on ``JUPYTER_PATH``, cannot.
+    """
+    root = Path(tempfile.mkdtemp(prefix="mimc-rx-kernel-"))
+    spec_dir = root / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python (mimc-rx tests)",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    return root
+
+
 def execute(path: Path, workdir: Path) -> object:
-    """Execute the notebook at ``path`` in a fresh kernel, with ``workdir`` as its cwd."""
+    """Execute the notebook at ``path`` in a fresh kernel, with ``workdir`` as its cwd.
+
+    The notebook's own metadata (its ``python3`` kernel spec) is left as it was.
+    """
     import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
-    client = NotebookClient(
-        notebook,
-        kernel_name="python3",
-        timeout=int(CELL_TIMEOUT),
-        resources={"metadata": {"path": str(workdir)}},
-    )
-    client.execute()
+    kernelspec = notebook.metadata.get("kernelspec")
+    root = _kernel_spec_dir()
+    previous = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root), previous]))
+    try:
+        client = NotebookClient(
+            notebook,
+            kernel_name=KERNEL_NAME,
+            timeout=int(CELL_TIMEOUT),
+            resources={"metadata": {"path": str(workdir)}},
+        )
+        client.execute()
+    finally:
+        if previous is None:
+            del os.environ["JUPYTER_PATH"]
+        else:
+            os.environ["JUPYTER_PATH"] = previous
+        shutil.rmtree(root, ignore_errors=True)
+    if kernelspec is not None:
+        notebook.metadata["kernelspec"] = kernelspec
     return notebook
 
 
