@@ -569,6 +569,8 @@ class Replay:
         return SimpleNamespace(**attributes)
 
     def _silent(self) -> Observable[Any]:
+        if self._finished:
+            return reactivex.empty()
         subject: Subject[Any] = Subject()
         self._subjects[f"\0silent{len(self._subjects)}"] = subject
         return _read_only(subject)

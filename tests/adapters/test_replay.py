@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import reactivex as rx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 from reactivex.scheduler import HistoricalScheduler
 from reactivex.subject import Subject
@@ -297,3 +299,30 @@ def test_subject_streams_record_live_values() -> None:
     recorder.dispose()
     subject.on_next(StatusChange(online=False))  # after dispose: not recorded
     assert recorder.recording().records == [Record("alice/status", 1, StatusChange(online=True))]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts=st.lists(st.text(), min_size=1, max_size=5),
+    payloads=st.lists(st.binary(max_size=64), min_size=1, max_size=5),
+    sequences=st.lists(st.integers(min_value=0, max_value=2**63 - 1), min_size=1, max_size=5),
+    suffix=st.sampled_from([".parquet", ".jsonl"]),
+)
+def test_any_message_survives_a_file_round_trip(
+    tmp_path: Path, texts: list[str], payloads: list[bytes], sequences: list[int], suffix: str
+) -> None:
+    records = [
+        Record(
+            "bob/p2p_messages",
+            T0 + i,
+            dataclasses.replace(
+                p2p(1, payload), from_account=text, sequence=sequence, biz_type=text[:3]
+            ),
+        )
+        for i, (text, payload, sequence) in enumerate(zip(texts, payloads, sequences, strict=False))
+    ]
+    original = Recording(records)
+    path = original.save(tmp_path / f"fuzz{suffix}")
+    assert Recording.load(path) == original
