@@ -16,6 +16,10 @@ Scenarios, all printed next to the same run's raw websockets echo baseline (``_b
 
 The server is ``python -m mimc_rx serve`` in a child process with a fresh SQLite file, so it has
 its own core; clients run in this process on one event loop.
+
+Each line also gives the CPU time per message of this process (both clients) and of the server
+process. On a shared machine msg/s moves a lot between runs; CPU per message is the steadier
+figure when comparing two versions of the code.
 """
 
 from __future__ import annotations
@@ -130,6 +134,23 @@ async def _wait(cond: Callable[[], bool], limit: float) -> None:
         await asyncio.sleep(0.001)
 
 
+class _Cpu:
+    """CPU seconds used by this process (the clients) and by the server process since start."""
+
+    def __init__(self, server: psutil.Process) -> None:
+        self._server = server
+        self._start = (time.process_time(), self._server_seconds())
+
+    def _server_seconds(self) -> float:
+        times = self._server.cpu_times()
+        return float(times.user + times.system)
+
+    def per_message(self, n: int) -> str:
+        client = (time.process_time() - self._start[0]) / n * 1e6
+        server = (self._server_seconds() - self._start[1]) / n * 1e6
+        return f"   CPU/msg client {client:5.0f} us server {server:5.0f} us"
+
+
 def _line(label: str, n: int, seconds: float, ack: list[float], dlv: list[float]) -> str:
     a50, a90, a99 = percentiles(ack, (50, 90, 99))
     d50, d90, d99 = percentiles(dlv, (50, 90, 99))
@@ -141,8 +162,11 @@ def _line(label: str, n: int, seconds: float, ack: list[float], dlv: list[float]
     )
 
 
-async def _burst(alice: MIMCUser, bob: MIMCUser, n: int, store: bool) -> str:
+async def _burst(
+    alice: MIMCUser, bob: MIMCUser, n: int, store: bool, server: psutil.Process
+) -> str:
     t = _Timings(alice, bob)
+    cpu = _Cpu(server)
     clock = time.perf_counter
     start = clock()
     for _ in range(n):
@@ -151,14 +175,19 @@ async def _burst(alice: MIMCUser, bob: MIMCUser, n: int, store: bool) -> str:
     await _wait(lambda: len(t.acked) >= n, 120)
     elapsed = max(t.acked.values()) - start
     await _wait(lambda: len(t.delivered) >= n, 120)
+    used = cpu.per_message(n)
     t.close()
     ack, dlv = t.latencies()
     label = f"burst store={'yes' if store else 'no'}"
-    return _line(label, n, elapsed, ack, dlv) + (f"  ERRORS {t.errors}" if t.errors else "")
+    errors = f"  ERRORS {t.errors}" if t.errors else ""
+    return _line(label, n, elapsed, ack, dlv) + used + errors
 
 
-async def _fixed_rate(alice: MIMCUser, bob: MIMCUser, rate: int, seconds: float) -> str:
+async def _fixed_rate(
+    alice: MIMCUser, bob: MIMCUser, rate: int, seconds: float, server: psutil.Process
+) -> str:
     t = _Timings(alice, bob)
+    cpu = _Cpu(server)
     clock = time.perf_counter
     n = int(rate * seconds)
     start = clock()
@@ -171,9 +200,10 @@ async def _fixed_rate(alice: MIMCUser, bob: MIMCUser, rate: int, seconds: float)
         t.sent[pid] = clock()
     await _wait(lambda: len(t.acked) >= n and len(t.delivered) >= n, 60)
     elapsed = clock() - start
+    used = cpu.per_message(n)
     t.close()
     ack, dlv = t.latencies()
-    return _line(f"fixed {rate}/s", n, elapsed, ack, dlv)
+    return _line(f"fixed {rate}/s", n, elapsed, ack, dlv) + used
 
 
 async def _memory(total: int, batch: int) -> list[str]:
@@ -248,11 +278,12 @@ async def _main(args: argparse.Namespace) -> None:
             alice, bob = _user("alice", ws_url, http_url), _user("bob", ws_url, http_url)
             assert (await alice.login()).online
             assert (await bob.login()).online
-            await _burst(alice, bob, 200, False)  # warm-up, not printed
+            server = psutil.Process(proc.pid)
+            await _burst(alice, bob, 200, False, server)  # warm-up, not printed
             for line in (
-                await _burst(alice, bob, args.burst, False),
-                await _burst(alice, bob, args.burst, True),
-                await _fixed_rate(alice, bob, args.rate, args.rate_seconds),
+                await _burst(alice, bob, args.burst, False, server),
+                await _burst(alice, bob, args.burst, True, server),
+                await _fixed_rate(alice, bob, args.rate, args.rate_seconds, server),
             ):
                 print(line)
             await alice.logout()
