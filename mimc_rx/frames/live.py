@@ -233,10 +233,11 @@ class LiveFrame(ObserverBase[_T], Generic[_T]):
         try:
             import ipywidgets
         except ImportError:
-            from IPython.display import HTML, display
+            from IPython.display import HTML, DisplayHandle
 
-            html_view = HTML(self._repr_html_())  # type: ignore[no-untyped-call]
-            self._view = display(html_view, display_id=True)  # type: ignore[no-untyped-call]
+            handle = DisplayHandle()  # type: ignore[no-untyped-call]
+            handle.display(HTML(self._repr_html_()))  # type: ignore[no-untyped-call]
+            self._view = handle
         else:
             self._view = ipywidgets.HTML(value=self._repr_html_())
         self._last_render = self._clock()

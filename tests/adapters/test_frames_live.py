@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from datetime import timedelta
 
 import pandas as pd
@@ -171,3 +172,22 @@ async def test_the_widget_refreshes_on_the_running_loop(wait_timeout: float) -> 
     assert "p2" not in widget.value
     await asyncio.wait_for(drawn.wait(), wait_timeout)
     assert isinstance(live.frame, pd.DataFrame)
+
+
+def test_without_ipywidgets_show_falls_back_to_a_display_handle(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from IPython.display import DisplayHandle
+
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets -> ImportError
+    scheduler = TestScheduler()
+    source = scheduler.create_hot_observable(on_next(10, ack(1)), on_completed(20))
+    live = LiveFrame(source, refresh=1.0, scheduler=scheduler)
+    handle = live.show()
+    assert isinstance(handle, DisplayHandle)
+    assert "<IPython.core.display.HTML object>" in capsys.readouterr().out  # no kernel: printed
+    updates: list[str] = []
+    monkeypatch.setattr(handle, "update", lambda obj, **kw: updates.append(obj.data))
+    scheduler.start()
+    assert "p1" in updates[0]
+    assert "completed" in updates[-1]
