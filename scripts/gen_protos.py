@@ -56,8 +56,9 @@ def main() -> int:
         produced = {p.name: p.read_text() for p in fresh.iterdir() if p.is_file()}
     if args.check:
         committed = {p.name: p.read_text() for p in OUT_DIR.iterdir() if p.is_file()}
-        stale = sorted(n for n in produced.keys() | committed.keys()
-                       if produced.get(n) != committed.get(n))
+        stale = sorted(
+            n for n in produced.keys() | committed.keys() if produced.get(n) != committed.get(n)
+        )
         if stale:
             print("out of date: " + ", ".join(stale))
             return 1

@@ -15,9 +15,7 @@ import mimc_rx
 
 PACKAGE = Path(mimc_rx.__file__).parent
 MODULES = sorted(
-    p
-    for p in PACKAGE.rglob("*.py")
-    if "_pb" not in p.parts and p.name not in {"__main__.py"}
+    p for p in PACKAGE.rglob("*.py") if "_pb" not in p.parts and p.name not in {"__main__.py"}
 )
 
 
