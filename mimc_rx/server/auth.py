@@ -92,12 +92,33 @@ class TokenService:
         Returns the ``data`` object of PROTOCOL.md 8.1, ids as decimal strings.
         """
         user = self.store.ensure_user(app.app_id, account)
-        token = secrets.token_urlsafe(32)
-        self.store.add_token(token, user.uuid, self.config.clock() + self.config.token_ttl)
+        return self.grant(app, user, secrets.token_urlsafe(32))
+
+    def grant(
+        self, app: AppConfig, user: User, token: str, *, ttl: float | None = None
+    ) -> dict[str, Any]:
+        """Register ``token`` for ``user`` (valid ``ttl`` seconds, default ``token_ttl``).
+
+        :meth:`issue` calls it with a random token; seeding calls it with a chosen one, for
+        instance the token a captured BIND frame carries. Returns the answer ``data`` of 8.1.
+
+        Raises:
+            ValueError: the token is empty or already names another user, or the user is
+                not of ``app``.
+        """
+        if not token:
+            raise ValueError("a token must not be empty")
+        if user.app_id != app.app_id:
+            raise ValueError(f"user {user.uuid} belongs to app {user.app_id}, not {app.app_id}")
+        known = self.store.lookup_token(token)
+        if known is not None and known[0].uuid != user.uuid:
+            raise ValueError("this token already belongs to another user")
+        lifetime = self.config.token_ttl if ttl is None else ttl
+        self.store.add_token(token, user.uuid, self.config.clock() + lifetime)
         return {
             "appId": str(app.app_id),
             "appPackage": app.package,
-            "appAccount": account,
+            "appAccount": user.account,
             "miChid": CHID,
             "miUserId": str(user.uuid),
             "miUserSecurityKey": user.security_key,

@@ -102,6 +102,11 @@ class ServerConfig:
         sync_full: use ``PRAGMA synchronous=FULL`` (survives power loss) instead of ``NORMAL``
             (survives a crash of the server process, the documented guarantee).
         clock: wall clock in seconds since the epoch; tests inject a fake one to expire tokens.
+        challenges: makes the CONN challenge of each new connection (PROTOCOL.md 6.1); None
+            means 32 random hex characters. The BIND signature covers the challenge (6.3), so a
+            test that replays a captured BIND frame byte for byte injects the captured
+            challenges here. Never set it on a server others can reach: a predictable challenge
+            lets a recorded BIND be replayed.
     """
 
     token_ttl: float = 24 * 3600.0
@@ -116,6 +121,7 @@ class ServerConfig:
     max_outbound_frames: int = 100_000
     sync_full: bool = False
     clock: Callable[[], float] = field(default=time.time)
+    challenges: Callable[[], str] | None = None
 
     def now_ms(self) -> int:
         """The wall clock in integer milliseconds, as message timestamps carry it."""

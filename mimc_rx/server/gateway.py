@@ -53,7 +53,7 @@ class Connection:
         self.hub = hub
         self.number = next(_counter)
         self.client = client
-        self.session = ServerSession(clock_ms=hub.config.now_ms)
+        self.session = ServerSession(clock_ms=hub.config.now_ms, challenges=hub.config.challenges)
         self.user: User | None = None
         self.app: AppConfig | None = None
         self.resource = ""

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Generator, Sequence
@@ -213,6 +214,135 @@ class LocalServer:
         runner = ServerThread(self)
         runner.start(timeout)
         return runner
+
+    # ------------------------------------------------------------------ seeding
+
+    def _running_hub(self) -> Hub:
+        if self.hub is None or not self.is_running:
+            raise RuntimeError("seed a running server: inside `async with LocalServer(...)`")
+        return self.hub
+
+    def seed_user(
+        self,
+        account: str,
+        *,
+        uuid: int | None = None,
+        security_key: str | None = None,
+        token: str | None = None,
+        app: AppConfig | int | None = None,
+        last_sequence: int = 0,
+        token_ttl: float | None = None,
+    ) -> dict[str, Any]:
+        """Create an account with a chosen identity and register a token for it.
+
+        The token service picks uuids, keys and tokens at random; seeding picks them, so that a
+        recorded session (the golden vectors of the official SDK, a test fixture, an account
+        moved from another server) can log in here unchanged: its BIND frame carries the
+        token and a signature made with the security key (PROTOCOL.md 6.3). Call it from the
+        server's event loop while the server runs; the change is committed at once.
+
+        Args:
+            account: the app account.
+            uuid: the ``miUserId``; random for a new account, the existing one by default.
+            security_key: the ``miUserSecurityKey`` (base64 text); as for ``uuid``.
+            token: the token to register (random when None); it stays valid ``token_ttl``
+                seconds (default ``ServerConfig.token_ttl``). Earlier tokens stay valid.
+            app: the app (default: the first served app).
+            last_sequence: the user's sequence space continues above this value (6.15).
+
+        Returns:
+            The token service's answer ``data`` for this account (8.1), as a client's token
+            fetcher would return it inside ``{"code": 200, "message": "success", "data": ...}``.
+
+        Raises:
+            ValueError: the identity conflicts with an existing account, uuid or token.
+            RuntimeError: the server is not running.
+        """
+        from mimc_rx.server.storage import new_security_key, random_id
+
+        hub = self._running_hub()
+        chosen = self._pick_app(app)
+        store = hub.store
+        existing = store.find_user(chosen.app_id, account)
+        if uuid is None:
+            uuid = existing.uuid if existing is not None else random_id()
+            while existing is None and uuid in store.users:
+                uuid = random_id()
+        if security_key is None:
+            security_key = existing.security_key if existing is not None else new_security_key()
+        user = store.import_user(
+            chosen.app_id, account, uuid=uuid, security_key=security_key, last_seq=last_sequence
+        )
+        data = hub.tokens.grant(chosen, user, token or secrets.token_urlsafe(32), ttl=token_ttl)
+        hub.flush()
+        return data
+
+    def seed_topic(
+        self,
+        topic_id: int,
+        *,
+        owner: str,
+        members: Sequence[str] = (),
+        name: str = "",
+        app: AppConfig | int | None = None,
+    ) -> int:
+        """Create a normal group (PROTOCOL.md 8.3) with a chosen id; returns the id.
+
+        Accounts are created as the token service would create them. The owner is a member.
+
+        Raises:
+            ValueError: the id is taken, or the group would exceed ``max_group_members``.
+            RuntimeError: the server is not running.
+        """
+        hub = self._running_hub()
+        chosen = self._pick_app(app)
+        store = hub.store
+        uuids = [store.ensure_user(chosen.app_id, a).uuid for a in (owner, *members)]
+        if len(set(uuids)) > self.config.max_group_members:
+            raise ValueError(f"a group has at most {self.config.max_group_members} members")
+        topic = store.create_topic(
+            app_id=chosen.app_id,
+            name=name,
+            owner=uuids[0],
+            members=uuids[1:],
+            now_ms=self.config.now_ms(),
+            topic_id=topic_id,
+        )
+        hub.flush()
+        return topic.topic_id
+
+    def seed_uc_topic(
+        self,
+        topic_id: int,
+        *,
+        owner: str,
+        members: Sequence[str] = (),
+        name: str = "",
+        app: AppConfig | int | None = None,
+    ) -> int:
+        """Create an unlimited group (PROTOCOL.md 8.2, 6.12) with a chosen id; returns the id.
+
+        The owner and ``members`` are members already (no JOIN needed).
+
+        Raises:
+            ValueError: the id is taken.
+            RuntimeError: the server is not running.
+        """
+        hub = self._running_hub()
+        chosen = self._pick_app(app)
+        store = hub.store
+        owner_uuid = store.ensure_user(chosen.app_id, owner).uuid
+        topic = store.create_uc_topic(
+            app_id=chosen.app_id,
+            name=name,
+            owner=owner_uuid,
+            now_ms=self.config.now_ms(),
+            topic_id=topic_id,
+        )
+        for account in members:
+            store.uc_join(topic, store.ensure_user(chosen.app_id, account).uuid)
+        hub.flush()
+        return topic.topic_id
 
     # ------------------------------------------------------------------ tokens
 

@@ -33,6 +33,7 @@ the user's other resources (or 0), so a new device gets what no device has recei
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import os
 import secrets
@@ -51,7 +52,9 @@ __all__ = [
     "Topic",
     "UCTopic",
     "User",
+    "new_security_key",
     "next_sequence",
+    "random_id",
 ]
 
 log = logging.getLogger(__name__)
@@ -198,9 +201,17 @@ def _row_to_message(row: Sequence[Any]) -> StoredMessage:
     )
 
 
-def _random_id() -> int:
-    # 18 decimal digits: well inside int64, and shown as strings anyway (PROTOCOL.md 8).
+def random_id() -> int:
+    """A fresh random uuid or topic id: 18 decimal digits, well inside int64 (PROTOCOL.md 8)."""
     return 10**17 + secrets.randbelow(9 * 10**17)
+
+
+def new_security_key() -> str:
+    """A fresh ``miUserSecurityKey``: standard base64 text of 16 random bytes (PROTOCOL.md 8.1).
+
+    The decoded bytes key RC4 (5); the text itself ends the BIND signature's base string (6.3).
+    """
+    return base64.b64encode(secrets.token_bytes(16)).decode("ascii")
 
 
 def next_sequence(previous: int, now_ms: int) -> int:
@@ -362,14 +373,64 @@ class Store:
         user = self._by_account.get((app_id, account))
         if user is not None:
             return user
-        uuid = _random_id()
+        uuid = random_id()
         while uuid in self.users:
-            uuid = _random_id()
-        # Standard base64 text of random bytes (PROTOCOL.md 8.1): the decoded bytes key RC4 (5),
-        # the text itself ends the BIND signature's base string (6.3).
-        key = base64.b64encode(secrets.token_bytes(16)).decode("ascii")
+            uuid = random_id()
+        key = new_security_key()
         user = User(uuid=uuid, app_id=app_id, account=account, security_key=key)
         self._db.execute("INSERT INTO users VALUES (?, ?, ?, ?, 0)", (uuid, app_id, account, key))
+        self.users[uuid] = user
+        self._by_account[(app_id, account)] = user
+        return user
+
+    def import_user(
+        self, app_id: int, account: str, *, uuid: int, security_key: str, last_seq: int = 0
+    ) -> User:
+        """Create a user with a chosen identity (seeding, tests, migration from another server).
+
+        The token service makes identities at random (:meth:`ensure_user`); this gives them. A
+        user that already exists with exactly this uuid and key is returned as it is (its
+        sequence counter is raised to ``last_seq`` if lower), so seeding twice is harmless.
+
+        Args:
+            app_id: the user's app.
+            account: the app account.
+            uuid: the MIMC uuid (``miUserId``), a positive 63-bit integer.
+            security_key: ``miUserSecurityKey`` as base64 text (it keys RC4 and ends the BIND
+                signature's base string, PROTOCOL.md 5, 6.3).
+            last_seq: the last sequence of the user's space already used elsewhere; the next
+                message gets a sequence above it (6.15).
+
+        Raises:
+            ValueError: the uuid or key is invalid, or conflicts with an existing user.
+        """
+        if not 0 < uuid < 2**63:
+            raise ValueError(f"uuid must be a positive 63-bit integer, not {uuid}")
+        if not 0 <= last_seq < 2**63:
+            raise ValueError(f"last_seq must be a non-negative 63-bit integer, not {last_seq}")
+        try:
+            if not base64.b64decode(security_key, validate=True):
+                raise ValueError("empty")
+        except (binascii.Error, ValueError):
+            raise ValueError("security_key must be non-empty standard base64 text") from None
+        existing = self._by_account.get((app_id, account))
+        other = self.users.get(uuid)
+        if existing is not None or other is not None:
+            if existing is None or existing is not other or existing.security_key != security_key:
+                raise ValueError(
+                    f"account {account!r} or uuid {uuid} already belongs to another identity"
+                )
+            if existing.last_seq < last_seq:
+                existing.last_seq = last_seq
+                self._dirty_users.add(uuid)
+            return existing
+        user = User(
+            uuid=uuid, app_id=app_id, account=account, security_key=security_key, last_seq=last_seq
+        )
+        self._db.execute(
+            "INSERT INTO users VALUES (?, ?, ?, ?, ?)",
+            (uuid, app_id, account, security_key, last_seq),
+        )
         self.users[uuid] = user
         self._by_account[(app_id, account)] = user
         return user
@@ -565,13 +626,34 @@ class Store:
 
     # ------------------------------------------------------------------ normal groups
 
-    def create_topic(
-        self, *, app_id: int, name: str, owner: int, members: Iterable[int], now_ms: int
-    ) -> Topic:
-        """Create a group owned by ``owner``; the owner is always its first member."""
-        topic_id = _random_id()
+    def _new_topic_id(self, chosen: int | None) -> int:
+        # Normal and unlimited groups share one id space (both are "topicId" on the wire).
+        if chosen is not None:
+            if not 0 < chosen < 2**63:
+                raise ValueError(f"topic id must be a positive 63-bit integer, not {chosen}")
+            if chosen in self.topics or chosen in self.uc_topics:
+                raise ValueError(f"topic id {chosen} is taken")
+            return chosen
+        topic_id = random_id()
         while topic_id in self.topics or topic_id in self.uc_topics:
-            topic_id = _random_id()
+            topic_id = random_id()
+        return topic_id
+
+    def create_topic(
+        self,
+        *,
+        app_id: int,
+        name: str,
+        owner: int,
+        members: Iterable[int],
+        now_ms: int,
+        topic_id: int | None = None,
+    ) -> Topic:
+        """Create a group owned by ``owner``; the owner is always its first member.
+
+        ``topic_id`` is chosen at random unless given (seeding); a taken id is a ValueError.
+        """
+        topic_id = self._new_topic_id(topic_id)
         topic = Topic(topic_id=topic_id, app_id=app_id, name=name, owner_uuid=owner)
         self.topics[topic_id] = topic
         self._db.execute(
@@ -636,11 +718,11 @@ class Store:
 
     # ------------------------------------------------------------------ unlimited groups
 
-    def create_uc_topic(self, *, app_id: int, name: str, owner: int, now_ms: int) -> UCTopic:
-        """Create an unlimited group; the owner joins it."""
-        topic_id = _random_id()
-        while topic_id in self.topics or topic_id in self.uc_topics:
-            topic_id = _random_id()
+    def create_uc_topic(
+        self, *, app_id: int, name: str, owner: int, now_ms: int, topic_id: int | None = None
+    ) -> UCTopic:
+        """Create an unlimited group; the owner joins it. ``topic_id``: see :meth:`create_topic`."""
+        topic_id = self._new_topic_id(topic_id)
         topic = UCTopic(topic_id=topic_id, app_id=app_id, name=name, owner_uuid=owner)
         self.uc_topics[topic_id] = topic
         self._db.execute(
