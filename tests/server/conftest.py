@@ -7,12 +7,15 @@ import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from mimc_rx.server import AppConfig, LocalServer, ServerConfig
+
+if TYPE_CHECKING:
+    from .replay import Replay
 
 TIMEOUT = 5.0 * float(os.environ.get("MIMC_TEST_TIMEOUT_SCALE", "1"))
 """Seconds any single wait in these tests may take; scale with MIMC_TEST_TIMEOUT_SCALE."""
@@ -98,3 +101,12 @@ async def eventually(predicate: Callable[[], object], timeout: float = TIMEOUT) 
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout:g} s")
         await asyncio.sleep(0.002)
+
+
+@pytest.fixture
+async def replay(tmp_path: Path) -> AsyncIterator[Replay]:
+    """The server seeded with the official SDK capture (tests/server/replay.py)."""
+    from .replay import open_replay  # imported late: replay.py imports this module
+
+    async with open_replay(tmp_path) as state:
+        yield state
