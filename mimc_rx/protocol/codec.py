@@ -11,6 +11,7 @@ they are the only modules that import ``_pb``; everything else speaks dataclasse
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final, TypeAlias
@@ -23,8 +24,11 @@ from mimc_rx.protocol.codec_base import (
     MIMCGroup,
     MIMCUser,
     OpaqueBody,
+    constructor,
     decode_message,
+    decoder,
     encode_message,
+    encoder,
     pb,
     register,
     scalar,
@@ -125,13 +129,13 @@ class Header:
 
 def encode_header(header: Header) -> bytes:
     """Serialize a ClientHeader; fields go out in field-number order, as jspb writes them."""
-    return encode_message(header)
+    return _encode_header(header)
 
 
 def decode_header(data: bytes) -> Header:
     """Parse a ClientHeader; raises ``FrameError("bad-header")`` on junk."""
     try:
-        return decode_message(Header, data)
+        return _decode_header(data)
     except PacketError as exc:
         raise FrameError("bad-header", exc.detail or exc.reason) from exc
 
@@ -300,63 +304,92 @@ _BODY_TYPES: Final[dict[type, PacketType]] = {
     UCPacket: PacketType.UC_PACKET,
 }
 _BODY_CLASSES: Final[dict[int, type]] = {int(t): cls for cls, t in _BODY_TYPES.items()}
+_BODY_NUMBERS: Final[dict[type, int]] = {cls: int(t) for cls, t in _BODY_TYPES.items()}
+# Filled at the end of the module, once every class is registered.
+_ENCODE: Final[dict[type, Callable[[Any], bytes]]] = {}
+_DECODE: Final[dict[int | None, Callable[[bytes], Any]]] = {}
 
 
 def _fill_packet(msg: Any, packet: MIMCPacket) -> None:
     body = packet.body
-    if packet.packet_id is not None:
-        msg.packetId = packet.packet_id
-    if packet.package is not None:
-        msg.package = packet.package
-    if packet.sequence is not None:
-        msg.sequence = packet.sequence
-    if isinstance(body, OpaqueBody):
+    value: Any = packet.packet_id
+    if value is not None:
+        msg.packetId = value
+    value = packet.package
+    if value is not None:
+        msg.package = value
+    value = packet.sequence
+    if value is not None:
+        msg.sequence = value
+    if body.__class__ is OpaqueBody:
+        assert isinstance(body, OpaqueBody)
         if body.type is not None:
             msg.type = body.type
         if body.payload is not None:
             msg.payload = body.payload
     else:
-        msg.type = int(_BODY_TYPES[type(body)])
-        msg.payload = encode_message(body)
-    if packet.timestamp is not None:
-        msg.timestamp = packet.timestamp
-    if packet.conversation is not None:
-        msg.conversation = packet.conversation
-    if packet.conv_index is not None:
-        msg.convIndex = packet.conv_index
+        msg.type = _BODY_NUMBERS[body.__class__]
+        msg.payload = _ENCODE[body.__class__](body)
+    value = packet.timestamp
+    if value is not None:
+        msg.timestamp = value
+    value = packet.conversation
+    if value is not None:
+        msg.conversation = value
+    value = packet.conv_index
+    if value is not None:
+        msg.convIndex = value
 
 
 def _read_packet(msg: Any, strict: bool) -> MIMCPacket:
-    # Runs for every packet: plain HasField checks, no per-call helper (measured hot spot).
+    # Runs for every packet, so written out by hand. A proto2 field whose value is not its
+    # default is present; only default-looking values need HasField (see codec_base).
     has = msg.HasField
-    packet_id: str | None = scalar(msg.packetId, "packetId") if has("packetId") else None
-    ptype: int | None = msg.type if has("type") else None
-    payload = bytes(msg.payload) if has("payload") else None
-    cls = _BODY_CLASSES.get(ptype) if ptype is not None else None
+    packet_id: Any = msg.packetId  # str, or bytes when not UTF-8
+    if not packet_id:
+        packet_id = packet_id if has("packetId") else None
+    elif packet_id.__class__ is bytes:
+        scalar(packet_id, "packetId")
+    ptype: int | None = msg.type
+    if ptype == 1 and not has("type"):  # 1 is the enum's default (P2P_MESSAGE)
+        ptype = None
+    payload: bytes | None = msg.payload
+    if not payload and not has("payload"):
+        payload = None
+    decode = _DECODE.get(ptype)
     body: PacketBody
-    if cls is None:
+    if decode is None:
         body = OpaqueBody(type=ptype, payload=payload)
     else:
         try:
-            body = decode_message(cls, payload or b"")
+            body = decode(payload or b"")
         except PacketError as exc:
             if strict:
                 raise PacketError(exc.reason, exc.detail, packet_id) from exc
             body = OpaqueBody(type=ptype, payload=payload, error=str(exc))
-    return MIMCPacket(
-        body=body,
-        packet_id=packet_id,
-        package=scalar(msg.package, "package") if has("package") else None,
-        sequence=msg.sequence if has("sequence") else None,
-        timestamp=msg.timestamp if has("timestamp") else None,
-        conversation=msg.conversation if has("conversation") else None,
-        conv_index=msg.convIndex if has("convIndex") else None,
-    )
+    package: Any = msg.package
+    if not package:
+        package = package if has("package") else None
+    elif package.__class__ is bytes:
+        scalar(package, "package")
+    sequence: int | None = msg.sequence
+    if not sequence and not has("sequence"):
+        sequence = None
+    timestamp: int | None = msg.timestamp
+    if not timestamp and not has("timestamp"):
+        timestamp = None
+    conversation: bool | None = msg.conversation
+    if not conversation and not has("conversation"):
+        conversation = None
+    conv_index: int | None = msg.convIndex
+    if not conv_index and not has("convIndex"):
+        conv_index = None
+    return _make_packet(body, packet_id, package, sequence, timestamp, conversation, conv_index)
 
 
 def encode_packet(packet: MIMCPacket) -> bytes:
     """Serialize a MIMCPacket: the plaintext of a SECMSG payload."""
-    return encode_message(packet)
+    return _encode_packet(packet)
 
 
 def decode_packet(data: bytes) -> MIMCPacket:
@@ -365,7 +398,7 @@ def decode_packet(data: bytes) -> MIMCPacket:
     Packets inside a packet list that fail to decode become ``OpaqueBody(error=...)``, so one
     bad entry does not cost the others (the web SDK handles each in its own try, 6.8).
     """
-    return decode_message(MIMCPacket, data)
+    return _decode_packet(data)
 
 
 register(Header, _cm.ClientHeader)
@@ -380,3 +413,13 @@ register(MIMCSequenceAck, _mimc.MIMCSequenceAck)
 register(PullMessageRequest, _mimc.PullMessageRequest)
 register(MIMCPacketList, _mimc.MIMCPacketList)
 register(MIMCPacket, _mimc.MIMCPacket, fill=_fill_packet, read=_read_packet)
+_ENCODE.update({cls: encoder(cls) for cls in _BODY_TYPES})
+_DECODE.update({number: decoder(cls) for number, cls in _BODY_CLASSES.items()})
+_make_packet: Final = constructor(
+    MIMCPacket,
+    ("body", "packet_id", "package", "sequence", "timestamp", "conversation", "conv_index"),
+)
+_encode_packet: Final = encoder(MIMCPacket)
+_decode_packet: Final = decoder(MIMCPacket)
+_encode_header: Final = encoder(Header)
+_decode_header: Final = decoder(Header)
