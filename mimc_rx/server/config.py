@@ -97,6 +97,8 @@ class ServerConfig:
         pull_limit: the most messages one PULL delivers.
         max_group_members: the member limit of a normal group (8.3).
         history_max_count: the most messages one history query returns.
+        contact_max_age: seconds of conversation the recent-contacts list covers (8.5; the
+            manual says about a month).
         max_outbound_frames: a connection whose unsent frames exceed this is closed (a slow or
             stuck reader must not hold the server's memory); stored messages reach it later.
         sync_full: use ``PRAGMA synchronous=FULL`` (survives power loss) instead of ``NORMAL``
@@ -118,6 +120,7 @@ class ServerConfig:
     pull_limit: int = 1000
     max_group_members: int = 500
     history_max_count: int = 1000
+    contact_max_age: float = 30 * 24 * 3600.0
     max_outbound_frames: int = 100_000
     sync_full: bool = False
     clock: Callable[[], float] = field(default=time.time)

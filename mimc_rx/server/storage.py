@@ -46,6 +46,7 @@ from typing import Any
 from mimc_rx.server.config import AppConfig
 
 __all__ = [
+    "Contact",
     "MessageKind",
     "Store",
     "StoredMessage",
@@ -100,6 +101,9 @@ CREATE TABLE IF NOT EXISTS uc_topics (
 CREATE TABLE IF NOT EXISTS uc_members (
     topic_id INTEGER NOT NULL, uuid INTEGER NOT NULL,
     PRIMARY KEY (topic_id, uuid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS contact_hidden (
+    uuid INTEGER NOT NULL, kind INTEGER NOT NULL, peer INTEGER NOT NULL, upto_id INTEGER NOT NULL,
+    PRIMARY KEY (uuid, kind, peer)) WITHOUT ROWID;
 """
 
 # Stale tokens are kept a while after expiry so BIND can say "token-expired" rather than
@@ -170,6 +174,17 @@ class StoredMessage:
     ts: int
     sender_seq: int
     seq: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Contact:
+    """One conversation of a user's recent contacts: a peer (P2P) or a group (P2T)."""
+
+    kind: MessageKind
+    peer: int
+    """The other user's uuid (P2P) or the topic id (P2T)."""
+    last: StoredMessage
+    """The conversation's latest stored message, ``seq`` in the user's own space."""
 
 
 _MESSAGE_COLUMNS = (
@@ -623,6 +638,45 @@ class Store:
         if newest:
             rows.reverse()
         return rows
+
+    # ------------------------------------------------------------------ recent contacts
+
+    def recent_contacts(self, me: int, *, since_ts: int) -> list[Contact]:
+        """User ``me``'s conversations with a stored message at or after ``since_ts``.
+
+        One entry per P2P peer and per group, carrying the conversation's latest message with
+        ``seq`` in ``me``'s space; newest first. A P2P conversation is every message ``me`` sent
+        to or received from the peer; a group's, the messages ``me`` sent to it or received from
+        it (as in :meth:`history`). Conversations hidden with :meth:`hide_contact` are left out
+        until a newer message arrives.
+        """
+        self._write_pending()
+        rows = self._db.execute(
+            f"SELECT {_MESSAGE_COLUMNS}, c.seq, c.kind, c.peer FROM ("
+            # SQLite takes the bare column seq from the row that holds MAX(m.id).
+            "SELECT m.kind AS kind, CASE WHEN m.kind = 2 THEN m.topic_id "
+            "WHEN m.from_uuid = :me THEN m.to_uuid ELSE m.from_uuid END AS peer, "
+            "MAX(m.id) AS last_id, x.seq AS seq "
+            "FROM (SELECT id, sender_seq AS seq FROM messages WHERE from_uuid = :me "
+            "UNION ALL SELECT message_id AS id, seq FROM inbox WHERE uuid = :me) AS x "
+            "JOIN messages m ON m.id = x.id WHERE m.ts >= :since GROUP BY 1, 2) AS c "
+            "JOIN messages m ON m.id = c.last_id "
+            "LEFT JOIN contact_hidden h ON h.uuid = :me AND h.kind = c.kind AND h.peer = c.peer "
+            "WHERE h.upto_id IS NULL OR c.last_id > h.upto_id "
+            "ORDER BY m.ts DESC, m.id DESC",
+            {"me": me, "since": since_ts},
+        ).fetchall()
+        return [
+            Contact(kind=MessageKind(row[17]), peer=row[18], last=_row_to_message(row[:17]))
+            for row in rows
+        ]
+
+    def hide_contact(self, me: int, kind: MessageKind, peer: int) -> None:
+        """Take a conversation off ``me``'s recent contacts until its next message (8.5)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO contact_hidden VALUES (?, ?, ?, ?)",
+            (me, int(kind), peer, self._next_message_id - 1),
+        )
 
     # ------------------------------------------------------------------ normal groups
 
