@@ -43,7 +43,7 @@ from mimc_rx.errors import (
 )
 from mimc_rx.protocol import codec, codec_uc
 from mimc_rx.protocol.codec import DEFAULT_SERVER, Cmd, Header, MIMCGroup, MIMCPacket, MIMCUser
-from mimc_rx.protocol.crypto import bind_signature, rc4_payload
+from mimc_rx.protocol.crypto import PayloadCipher, bind_signature
 from mimc_rx.protocol.events import (
     BadPacket,
     ClientEvent,
@@ -166,6 +166,7 @@ class ClientSession:
         self._ack_pull = ack_pull_notifications
         self._state = ClientState.IDLE
         self._token: TokenInfo | None = None
+        self._cipher: PayloadCipher | None = None  # the key decoded once (PROTOCOL.md 5)
         self._challenge: str | None = None
         self._events: list[ClientEvent] = []
         self._out: list[bytes] = []
@@ -316,6 +317,7 @@ class ClientSession:
                 )
             )
             return
+        self._cipher = PayloadCipher(self._token.security_key_b64)  # checked base64 by the parse
         # 6.1 step 1, 4.1: the CONN header carries only server, cmd and id.
         header = Header(server=DEFAULT_SERVER, cmd=Cmd.CONN, id=self._ids())
         self._send(header, codec.encode_message(codec.ConnRequest()))
@@ -488,10 +490,10 @@ class ClientSession:
         self._enter_closed()
 
     def _on_secmsg(self, frame: Frame, now: float) -> None:
-        assert self._token is not None
+        assert self._cipher is not None
         # 5: every s2c SECMSG payload is RC4 with this frame's header id (the SDK ignores
         # the cipher flag, so do we).
-        plain = rc4_payload(self._token.security_key_b64, frame.header.id or "", frame.payload)
+        plain = self._cipher(frame.header.id or "", frame.payload)
         packet = codec.decode_packet(plain)
         match packet.body:
             case codec.MIMCPacketAck() as ack:

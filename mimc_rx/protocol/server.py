@@ -41,7 +41,7 @@ from mimc_rx.protocol.codec import (
     MIMCPacket,
     MIMCUser,
 )
-from mimc_rx.protocol.crypto import decode_security_key, rc4_payload, verify_bind_signature
+from mimc_rx.protocol.crypto import PayloadCipher, verify_bind_signature
 from mimc_rx.protocol.events import (
     BadPacket,
     BindRequested,
@@ -118,6 +118,7 @@ class ServerSession:
         self._app_account: str | None = None
         self._package: str | None = None
         self._security_key: str | None = None
+        self._cipher: PayloadCipher | None = None  # the key decoded once (PROTOCOL.md 5)
 
     # ------------------------------------------------------------------ properties
 
@@ -231,7 +232,7 @@ class ServerSession:
             (``auth/invalid-sig`` sent, and the client may BIND again).
         """
         header, request = self._pending_bind("accept_bind")
-        decode_security_key(security_key_b64)  # ValueError now rather than at the first SECMSG
+        cipher = PayloadCipher(security_key_b64)  # ValueError now rather than at the first SECMSG
         ok = verify_bind_signature(
             request.sig,
             security_key_b64=security_key_b64,
@@ -265,6 +266,7 @@ class ServerSession:
         self._package = package
         self._app_account = app_account
         self._security_key = security_key_b64
+        self._cipher = cipher
         self._reply_bind(header, codec.BindResponse(result=True))  # 6.4
         self._state = ServerState.BOUND
         return True
@@ -448,11 +450,11 @@ class ServerSession:
         self.close()
 
     def _on_secmsg(self, frame: Frame) -> None:
-        assert self._security_key is not None
+        assert self._cipher is not None
         payload = frame.payload
         cipher = frame.header.cipher
         if cipher == CIPHER_RC4:  # 5, 10.3: decrypt only when the header says so
-            payload = rc4_payload(self._security_key, frame.header.id or "", payload)
+            payload = self._cipher(frame.header.id or "", payload)
         elif cipher:
             raise PacketError("unsupported-cipher", f"cipher {cipher}")
         packet = codec.decode_packet(payload)
@@ -634,7 +636,7 @@ class ServerSession:
         self._send(header, codec.encode_message(reply))
 
     def _send_secmsg(self, body: codec.PacketBody, packet_id: str | None = None) -> None:
-        assert self._security_key is not None
+        assert self._cipher is not None
         packet = MIMCPacket(
             body=body,
             packet_id=packet_id or self._ids(),
@@ -652,7 +654,7 @@ class ServerSession:
             cipher=CIPHER_RC4,
         )
         # 5: every s2c SECMSG payload is RC4 with key = security key + "_" + header id.
-        payload = rc4_payload(self._security_key, header_id, codec.encode_packet(packet))
+        payload = self._cipher(header_id, codec.encode_packet(packet))
         self._send(header, payload)
 
     def _send_uc(self, body: codec_uc.UCBody) -> None:
