@@ -136,6 +136,16 @@ class TokenService:
         account = body.get("appAccount")
         if not isinstance(account, str) or not account:
             raise ApiError(400, "appAccount is required")
+        return self.issue(self.app_for_credentials(body), account)
+
+    def app_for_credentials(self, body: Mapping[str, Any]) -> AppConfig:
+        """The app whose ``appId``, ``appKey`` and ``appSecret`` the JSON body carries.
+
+        The token service (8.1) and the push API (8.5) authenticate this way.
+
+        Raises:
+            ApiError: 401 when the app is unknown or the key or secret is wrong.
+        """
         app = self.app_by_id(body.get("appId"))
         key, secret = body.get("appKey"), body.get("appSecret")
         if (
@@ -146,7 +156,7 @@ class TokenService:
             or not _same(secret, app.app_secret)
         ):
             raise ApiError(401, "invalid appId, appKey or appSecret")
-        return self.issue(app, account)
+        return app
 
     # ------------------------------------------------------------------ lookups
 

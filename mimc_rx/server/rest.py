@@ -105,6 +105,7 @@ async def _status(request: Request) -> Response:
 def _routes() -> list[BaseRoute]:
     from mimc_rx.server.rest_contacts import routes as contact_routes
     from mimc_rx.server.rest_history import routes as history_routes
+    from mimc_rx.server.rest_push import routes as push_routes
     from mimc_rx.server.rest_topics import routes as topic_routes
     from mimc_rx.server.rest_uctopic import routes as uctopic_routes
 
@@ -116,6 +117,7 @@ def _routes() -> list[BaseRoute]:
         *topic_routes(),
         *history_routes(),
         *contact_routes(),
+        *push_routes(),
     ]
 
 

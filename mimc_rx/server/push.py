@@ -1,0 +1,201 @@
+"""Server-originated messages: what the push API (PROTOCOL.md 8.5) sends on an account's behalf.
+
+An app's backend may send a P2P or group message *as* one of its accounts without a websocket
+(``POST /api/push/...``, :mod:`mimc_rx.server.rest_push`). Receivers cannot tell it from a
+message that account's client sent: it is stored, sequenced and delivered exactly like one
+(6.6, 6.7), by the same rules as the hub's:
+
+* P2P: one stored message per recipient, delivered to every bound session of the recipient; the
+  sender's sessions get no copy.
+* P2T: one stored message per group, delivered to every session of every member except the
+  session ``(sender, from_resource)`` that nominally sent it; the sender's other resources get
+  it under the sender's sequence. Only members may send.
+* Every push is stored (``isStore`` true): offline recipients get it at login, and it is in
+  history and in the recent contacts.
+
+Ordering and durability follow the hub's pipeline (:mod:`mimc_rx.server.hub`): the hub first
+flushes what it queued in this tick (lower sequences, its own commit), then the pushed messages
+are written and committed, and only then do they go out, one COMPOUND per receiving session. A
+failed commit rolls back the push alone and raises before anything is delivered. This module only
+uses the hub's public surface, so the hub's hot path stays as it is.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from mimc_rx.protocol.events import Delivery, DeliveryKind, PacketId, Peer
+from mimc_rx.server.config import AppConfig
+from mimc_rx.server.storage import MessageKind, Topic, User
+
+if TYPE_CHECKING:
+    from mimc_rx.server.gateway import Connection
+    from mimc_rx.server.hub import Hub
+
+__all__ = ["new_packet_id", "push_p2p", "push_p2t"]
+
+log = logging.getLogger(__name__)
+
+_PREFIX = f"push{secrets.token_hex(4)}-"
+_counter = itertools.count(1)
+
+
+def new_packet_id() -> PacketId:
+    """A packet id for a pushed message: a random string plus a counter, as the manual says."""
+    return PacketId(f"{_PREFIX}{next(_counter)}")
+
+
+def push_p2p(
+    hub: Hub,
+    *,
+    app: AppConfig,
+    sender: User,
+    from_resource: str,
+    recipients: Sequence[User],
+    payload: bytes,
+    biz_type: str = "",
+) -> list[PacketId]:
+    """Send ``payload`` from ``sender`` to each recipient as a P2P message; one id each.
+
+    Raises:
+        Exception: the store could not commit; nothing was delivered.
+    """
+    hub.flush()
+    store, now_ms = hub.store, hub.config.now_ms()
+    peer = _peer(app, sender, from_resource)
+    ids: list[PacketId] = []
+    out: dict[Connection, list[Delivery]] = {}
+    for recipient in recipients:
+        packet_id = new_packet_id()
+        sender_seq = store.next_user_sequence(sender, now_ms)
+        seq = sender_seq if recipient is sender else store.next_user_sequence(recipient, now_ms)
+        message_id = store.add_message(
+            kind=MessageKind.P2P,
+            app_id=app.app_id,
+            packet_id=packet_id,
+            package=app.package,
+            sender=sender,
+            from_resource=from_resource,
+            payload=payload,
+            biz_type=biz_type,
+            ts=now_ms,
+            sender_seq=sender_seq,
+            to_user=recipient,
+        )
+        store.add_inbox(((recipient.uuid, seq, message_id),))
+        item = Delivery(
+            kind=DeliveryKind.P2P,
+            packet_id=packet_id,
+            package=app.package,
+            sequence=seq,
+            timestamp=now_ms,
+            sender=peer,
+            payload=payload,
+            is_store=True,
+            biz_type=biz_type,
+            to_account=recipient.account,
+            to_uuid=recipient.uuid,
+        )
+        for conn in hub.sessions_of(recipient.uuid):
+            out.setdefault(conn, []).append(item)
+        ids.append(packet_id)
+    _commit_and_deliver(hub, out)
+    return ids
+
+
+def push_p2t(
+    hub: Hub,
+    *,
+    app: AppConfig,
+    sender: User,
+    from_resource: str,
+    topics: Sequence[Topic],
+    payload: bytes,
+    biz_type: str = "",
+) -> list[PacketId]:
+    """Send ``payload`` from ``sender`` to each group; one id per group.
+
+    Raises:
+        ValueError: the sender is not a member of one of the groups (nothing is sent).
+        Exception: the store could not commit; nothing was delivered.
+    """
+    for topic in topics:
+        if sender.uuid not in topic.members:
+            raise ValueError(f"{sender.account} is not a member of topic {topic.topic_id}")
+    hub.flush()
+    store, now_ms = hub.store, hub.config.now_ms()
+    peer = _peer(app, sender, from_resource)
+    ids: list[PacketId] = []
+    out: dict[Connection, list[Delivery]] = {}
+    for topic in topics:
+        packet_id = new_packet_id()
+        sender_seq = store.next_user_sequence(sender, now_ms)
+        message_id = store.add_message(
+            kind=MessageKind.P2T,
+            app_id=app.app_id,
+            packet_id=packet_id,
+            package=app.package,
+            sender=sender,
+            from_resource=from_resource,
+            payload=payload,
+            biz_type=biz_type,
+            ts=now_ms,
+            sender_seq=sender_seq,
+            topic_id=topic.topic_id,
+        )
+        inbox: list[tuple[int, int, int]] = []
+        for member in topic.members:
+            if member == sender.uuid:
+                seq = sender_seq
+            else:
+                seq = store.next_user_sequence(store.users[member], now_ms)
+                inbox.append((member, seq, message_id))
+            item = Delivery(
+                kind=DeliveryKind.P2T,
+                packet_id=packet_id,
+                package=app.package,
+                sequence=seq,
+                timestamp=now_ms,
+                sender=peer,
+                payload=payload,
+                is_store=True,
+                biz_type=biz_type,
+                topic_id=topic.topic_id,
+            )
+            for conn in hub.sessions_of(member):
+                if member != sender.uuid or conn.resource != from_resource:
+                    out.setdefault(conn, []).append(item)
+        store.add_inbox(inbox)
+        ids.append(packet_id)
+    _commit_and_deliver(hub, out)
+    return ids
+
+
+def _peer(app: AppConfig, sender: User, from_resource: str) -> Peer:
+    return Peer(
+        app_id=app.app_id, app_account=sender.account, uuid=sender.uuid, resource=from_resource
+    )
+
+
+def _commit_and_deliver(hub: Hub, out: dict[Connection, list[Delivery]]) -> None:
+    try:
+        hub.store.commit()
+    except Exception:
+        hub.store.rollback()
+        raise
+    size = hub.config.compound_size
+    for conn, items in out.items():
+        try:
+            for start in range(0, len(items), size):
+                chunk = items[start : start + size]
+                if conn.can_send:
+                    conn.session.deliver(chunk, max_sequence=chunk[-1].sequence)
+            conn.pump()
+        except Exception:
+            # As in the hub: a failure of one connection must not cost the others.
+            log.exception("%s: push delivery failed; closing", conn)
+            conn.close(1011, "internal error")
