@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import psutil  # type: ignore[import-untyped]
 from _baseline import echo_baseline_async, percentiles
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -52,6 +53,8 @@ class Stats:
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_server: float = 0.0  # CPU seconds of the server process during the scenario
+    cpu_bench: float = 0.0  # CPU seconds of this process (the simulated clients)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def until(self, condition: Any, timeout: float = 30.0) -> None:  # noqa: ASYNC109
@@ -170,6 +173,7 @@ async def p2p(
     senders = await _clients(url, http, [f"{tag}s{i}" for i in range(args.pairs)], stats)
     receivers = await _clients(url, http, [f"{tag}r{i}" for i in range(args.pairs)], stats)
     payload = b"x" * args.size
+    cpu = _Cpu(args.server)
     start = time.perf_counter()
     deadline = start + args.duration
     await asyncio.gather(
@@ -187,6 +191,7 @@ async def p2p(
         )
     )
     stats.seconds = time.perf_counter() - start
+    stats.cpu_server, stats.cpu_bench = cpu.used()
     await asyncio.sleep(0.2)  # let the last deliveries land
     for c in senders + receivers:
         await c.close()
@@ -225,6 +230,24 @@ async def p2t(url: str, http: httpx.AsyncClient, args: argparse.Namespace) -> St
     return stats
 
 
+class _Cpu:
+    """CPU seconds used by the server process and by this process since construction."""
+
+    def __init__(self, server: psutil.Process) -> None:
+        self._server = server
+        self._start = (self._server_seconds(), time.process_time())
+
+    def _server_seconds(self) -> float:
+        times = self._server.cpu_times()
+        return float(times.user + times.system)
+
+    def used(self) -> tuple[float, float]:
+        return (
+            self._server_seconds() - self._start[0],
+            time.process_time() - self._start[1],
+        )
+
+
 def _line(name: str, stats: Stats, baseline: float, *, fanout: bool = False) -> str:
     rate = stats.acks / stats.seconds if stats.seconds else 0.0
     p50, p90, p99 = (v * 1000 for v in percentiles(stats.latencies, (50, 90, 99)))
@@ -237,6 +260,11 @@ def _line(name: str, stats: Stats, baseline: float, *, fanout: bool = False) -> 
         text += f"   deliveries {stats.deliveries / stats.seconds:,.0f}/s"
     else:
         text += f"   {100 * rate / baseline:5.1f}% of echo"
+    if stats.acks and stats.cpu_server:
+        text += (
+            f"   CPU/msg server {stats.cpu_server / stats.acks * 1e6:4.0f} us"
+            f" clients {stats.cpu_bench / stats.acks * 1e6:4.0f} us"
+        )
     if stats.errors:
         text += f"   ({stats.errors} refused)"
     return text
@@ -280,6 +308,8 @@ def _merge(runs: list[Stats]) -> Stats:
         merged.errors += run.errors
         merged.latencies.extend(run.latencies)
         merged.seconds += run.seconds
+        merged.cpu_server += run.cpu_server
+        merged.cpu_bench += run.cpu_bench
     return merged
 
 
@@ -295,6 +325,7 @@ async def main_async(args: argparse.Namespace) -> None:
     ratios: dict[bool, list[float]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
         proc, ws_url, http_url = _start_server(os.path.join(tmp, "bench.db"), args.ws)
+        args.server = psutil.Process(proc.pid)
         try:
             async with httpx.AsyncClient(base_url=http_url, timeout=30) as http:
                 for round_ in range(args.rounds):
@@ -321,7 +352,7 @@ async def main_async(args: argparse.Namespace) -> None:
         name = f"P2P isStore={'true' if store else 'false'}"
         line = _line(name, _merge(runs[store]), echo_rate)
         ratio = 100 * statistics.median(ratios[store])
-        print(line.rsplit("   ", 1)[0] + f"   {ratio:5.1f}% of echo")
+        print(re.sub(r"\s*[\d.]+% of echo", f"   {ratio:5.1f}% of echo", line))
     print(_line(f"P2T fan-out x{args.members}", fanout, echo_rate, fanout=True))
 
 

@@ -42,7 +42,15 @@ from mimc_rx.errors import (
     TokenError,
 )
 from mimc_rx.protocol import codec, codec_uc
-from mimc_rx.protocol.codec import DEFAULT_SERVER, Cmd, Header, MIMCGroup, MIMCPacket, MIMCUser
+from mimc_rx.protocol.codec import (
+    DEFAULT_SERVER,
+    Cmd,
+    Header,
+    HeaderTemplate,
+    MIMCGroup,
+    MIMCPacket,
+    MIMCUser,
+)
 from mimc_rx.protocol.crypto import PayloadCipher, bind_signature
 from mimc_rx.protocol.events import (
     BadPacket,
@@ -60,7 +68,7 @@ from mimc_rx.protocol.events import (
     UCMessage,
     UCQuitResult,
 )
-from mimc_rx.protocol.framing import Frame, parse_frame, serialize_frame
+from mimc_rx.protocol.framing import Frame, frame_bytes, parse_frame, serialize_frame
 from mimc_rx.protocol.ids import WebIdFactory
 from mimc_rx.protocol.token import TokenInfo, parse_token_answer
 
@@ -167,6 +175,8 @@ class ClientSession:
         self._state = ClientState.IDLE
         self._token: TokenInfo | None = None
         self._cipher: PayloadCipher | None = None  # the key decoded once (PROTOCOL.md 5)
+        self._secmsg_header: HeaderTemplate | None = None  # c2s SECMSG headers, from login on
+        self._me_cache: MIMCUser | None = None
         self._challenge: str | None = None
         self._events: list[ClientEvent] = []
         self._out: list[bytes] = []
@@ -318,6 +328,8 @@ class ClientSession:
             )
             return
         self._cipher = PayloadCipher(self._token.security_key_b64)  # checked base64 by the parse
+        self._me_cache = None
+        self._secmsg_header = HeaderTemplate(self._header(Cmd.SECMSG, ""))
         # 6.1 step 1, 4.1: the CONN header carries only server, cmd and id.
         header = Header(server=DEFAULT_SERVER, cmd=Cmd.CONN, id=self._ids())
         self._send(header, codec.encode_message(codec.ConnRequest()))
@@ -644,12 +656,15 @@ class ClientSession:
 
     def _me(self) -> MIMCUser:
         assert self._token is not None
-        return MIMCUser(
-            app_id=self._app_id,
-            app_account=self._app_account,
-            uuid=self._token.uuid,
-            resource=self._resource,
-        )
+        me = self._me_cache
+        if me is None:  # fixed once the token is known (frozen, so it can be shared)
+            me = self._me_cache = MIMCUser(
+                app_id=self._app_id,
+                app_account=self._app_account,
+                uuid=self._token.uuid,
+                resource=self._resource,
+            )
+        return me
 
     def _uc_group(self, topic_id: int) -> MIMCGroup:
         return MIMCGroup(app_id=self._app_id, topic_id=topic_id)
@@ -673,17 +688,22 @@ class ClientSession:
         # 6.6: packetId = header id = the id returned; SECMSG goes out unencrypted (5).
         assert self._token is not None
         packet_id = self._ids()
-        packet = MIMCPacket(body=body, packet_id=packet_id, package=self._token.app_package)
-        self._send(self._header(Cmd.SECMSG, packet_id), codec.encode_packet(packet))
+        plain = codec.encode_packet_of(body, packet_id=packet_id, package=self._token.app_package)
+        self._send_secmsg(packet_id, plain)
         return PacketId(packet_id)
+
+    def _send_secmsg(self, header_id: str, plain: bytes) -> None:
+        # 4.1: the header of _header(SECMSG, header_id), from the template built at login.
+        assert self._secmsg_header is not None
+        self._out.append(frame_bytes(self._secmsg_header.encode(header_id), plain))
 
     def _send_uc(self, body: codec_uc.UCBody) -> PacketId:
         # 6.12: MIMCPacket.packetId = UCPacket.packetId = header id.
         assert self._token is not None
         packet_id = self._ids()
         uc = codec_uc.UCPacket(body=body, user=self._me(), packet_id=packet_id)
-        packet = MIMCPacket(body=uc, packet_id=packet_id, package=self._token.app_package)
-        self._send(self._header(Cmd.SECMSG, packet_id), codec.encode_packet(packet))
+        plain = codec.encode_packet_of(uc, packet_id=packet_id, package=self._token.app_package)
+        self._send_secmsg(packet_id, plain)
         return PacketId(packet_id)
 
     def _send_sequence_ack(self, sequence: int) -> None:
@@ -692,7 +712,7 @@ class ClientSession:
         ack = codec.MIMCSequenceAck(
             uuid=self._token.uuid, resource=self._resource, sequence=sequence, app_id=self._app_id
         )
-        self._send(self._header(Cmd.SECMSG, self._ids()), codec.encode_packet(MIMCPacket(body=ack)))
+        self._send_secmsg(self._ids(), codec.encode_packet_of(ack))
 
     def _enter_closed(self) -> None:
         if self._state is not ClientState.CLOSED:

@@ -33,6 +33,7 @@ __all__ = [
     "Frame",
     "Header",
     "adler32",
+    "frame_bytes",
     "parse_frame",
     "serialize_frame",
 ]
@@ -95,6 +96,27 @@ def serialize_frame(frame: Frame) -> bytes:
     return body + _CHECKSUM.pack(adler32(body))
 
 
+_WEB_PREFIX: Final = struct.Struct(">HHHHHI").pack(
+    MAGIC, WEB_VERSION, HEADER_TYPE_PROTOBUF, PAYLOAD_TYPE_PROTOBUF, 0, 0
+)[:8]
+_LENGTHS: Final = struct.Struct(">HI")
+
+
+def frame_bytes(header: bytes, payload: bytes = b"") -> bytes:
+    """The bytes of a web frame with the default magic/version/types, from an encoded header.
+
+    The same bytes as ``serialize_frame(Frame(header=decode_header(header), payload=payload))``
+    for the sessions' hot path, which encodes headers with a ``HeaderTemplate``.
+
+    Raises:
+        LocalProtocolError: the header or payload does not fit its length field.
+    """
+    if len(header) > 0xFFFF or len(payload) > 0xFFFFFFFF:
+        raise LocalProtocolError(f"header ({len(header)} B) or payload too long for a frame")
+    body = b"".join((_WEB_PREFIX, _LENGTHS.pack(len(header), len(payload)), header, payload))
+    return body + _CHECKSUM.pack(zlib.adler32(body))
+
+
 def parse_frame(data: bytes) -> Frame:
     """Parse one websocket message into a ``Frame``.
 
@@ -102,7 +124,8 @@ def parse_frame(data: bytes) -> Frame:
         FrameError: ``too-short`` (under 18 bytes), ``truncated`` (shorter than its lengths
             say), ``length-mismatch`` (longer), ``bad-checksum``, or ``bad-header``.
     """
-    data = bytes(data)
+    if data.__class__ is not bytes:
+        data = bytes(data)
     if len(data) < MIN_FRAME_SIZE:
         raise FrameError("too-short", f"{len(data)} bytes, a frame has at least {MIN_FRAME_SIZE}")
     magic, version, header_type, payload_type, hlen, plen = _PREFIX.unpack_from(data)
@@ -114,7 +137,7 @@ def parse_frame(data: bytes) -> Frame:
     end = expected - _CHECKSUM.size
     (checksum,) = _CHECKSUM.unpack_from(data, end)
     # PROTOCOL.md 2.1: Adler-32 over every byte before the checksum; the SDK drops a mismatch.
-    if adler32(data[:end]) != checksum:
+    if zlib.adler32(memoryview(data)[:end]) != checksum:
         raise FrameError("bad-checksum", f"checksum {checksum:#010x} does not match the frame")
     start = _PREFIX.size
     header = decode_header(data[start : start + hlen])

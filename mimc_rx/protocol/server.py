@@ -37,6 +37,7 @@ from mimc_rx.protocol.codec import (
     MIMC_CHID,
     Cmd,
     Header,
+    HeaderTemplate,
     MIMCGroup,
     MIMCPacket,
     MIMCUser,
@@ -64,7 +65,7 @@ from mimc_rx.protocol.events import (
     UCSequenceAcked,
     UnbindRequested,
 )
-from mimc_rx.protocol.framing import Frame, parse_frame, serialize_frame
+from mimc_rx.protocol.framing import Frame, frame_bytes, parse_frame, serialize_frame
 from mimc_rx.protocol.ids import CounterIdFactory, random_challenge, wall_clock_ms
 
 __all__ = ["CIPHER_RC4", "ServerSession", "ServerState"]
@@ -119,6 +120,8 @@ class ServerSession:
         self._package: str | None = None
         self._security_key: str | None = None
         self._cipher: PayloadCipher | None = None  # the key decoded once (PROTOCOL.md 5)
+        self._secmsg_header: HeaderTemplate | None = None  # s2c SECMSG headers, set at BIND
+        self._peer_cache: Peer | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -267,6 +270,18 @@ class ServerSession:
         self._app_account = app_account
         self._security_key = security_key_b64
         self._cipher = cipher
+        self._peer_cache = None
+        # 5: every s2c SECMSG has this header with a fresh id, and cipher=1.
+        self._secmsg_header = HeaderTemplate(
+            Header(
+                chid=MIMC_CHID,
+                uuid=self._uuid,
+                server=DEFAULT_SERVER,
+                resource=self._resource,
+                cmd=Cmd.SECMSG,
+                cipher=CIPHER_RC4,
+            )
+        )
         self._reply_bind(header, codec.BindResponse(result=True))  # 6.4
         self._state = ServerState.BOUND
         return True
@@ -577,12 +592,15 @@ class ServerSession:
         return packet_id
 
     def _peer(self) -> Peer:
-        return Peer(
-            app_id=self._app_id or 0,
-            app_account=self._app_account or "",
-            uuid=self._uuid or 0,
-            resource=self._resource or "",
-        )
+        peer = self._peer_cache
+        if peer is None or peer.app_account != (self._app_account or ""):
+            peer = self._peer_cache = Peer(
+                app_id=self._app_id or 0,
+                app_account=self._app_account or "",
+                uuid=self._uuid or 0,
+                resource=self._resource or "",
+            )
+        return peer
 
     def _me(self) -> MIMCUser:
         # 6.12: s2c UC packets name the receiving user with uuid and resource.
@@ -637,25 +655,17 @@ class ServerSession:
 
     def _send_secmsg(self, body: codec.PacketBody, packet_id: str | None = None) -> None:
         assert self._cipher is not None
-        packet = MIMCPacket(
-            body=body,
+        assert self._secmsg_header is not None
+        plain = codec.encode_packet_of(
+            body,
             packet_id=packet_id or self._ids(),
             package=self._package,
             timestamp=self._clock_ms(),
         )
         header_id = self._ids()
-        header = Header(
-            chid=MIMC_CHID,
-            uuid=self._uuid,
-            server=DEFAULT_SERVER,
-            resource=self._resource,
-            cmd=Cmd.SECMSG,
-            id=header_id,
-            cipher=CIPHER_RC4,
-        )
         # 5: every s2c SECMSG payload is RC4 with key = security key + "_" + header id.
-        payload = self._cipher(header_id, codec.encode_packet(packet))
-        self._send(header, payload)
+        payload = self._cipher(header_id, plain)
+        self._out.append(frame_bytes(self._secmsg_header.encode(header_id), payload))
 
     def _send_uc(self, body: codec_uc.UCBody) -> None:
         packet_id = self._ids()  # the UCPacket and its MIMCPacket share one id (6.12)

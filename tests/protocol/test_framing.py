@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mimc_rx.errors import FrameError, LocalProtocolError
-from mimc_rx.protocol.codec import Header, encode_header
+from mimc_rx.protocol.codec import Header, HeaderTemplate, encode_header
 from mimc_rx.protocol.framing import (
     FRAME_ERROR_REASONS,
     MIN_FRAME_SIZE,
     Frame,
     adler32,
+    frame_bytes,
     parse_frame,
     serialize_frame,
 )
@@ -185,3 +187,31 @@ def test_mutated_captured_frames_give_only_documented_errors(
         assert reason in FRAME_ERROR_REASONS
     else:
         assert isinstance(frame.header, Header)
+
+
+_opt_int = st.one_of(st.none(), st.integers(min_value=0, max_value=2**31 - 1))
+_opt_text = st.one_of(st.none(), st.text(max_size=300))
+headers = st.builds(
+    Header,
+    chid=_opt_int,
+    uuid=st.one_of(st.none(), st.integers(min_value=0, max_value=2**63 - 1)),
+    server=_opt_text,
+    resource=_opt_text,
+    cmd=_opt_text,
+    subcmd=_opt_text,
+    dir_flag=st.one_of(st.none(), st.integers(min_value=1, max_value=6)),
+    cipher=_opt_int,
+    err_code=_opt_int,
+    err_str=_opt_text,
+)
+
+
+@given(headers, st.text(max_size=300), st.binary(max_size=64))
+def test_header_template_and_frame_bytes_match_the_general_path(
+    header: Header, header_id: str, payload: bytes
+) -> None:
+    # The sessions' fast path (template + frame_bytes) must give the general path's bytes.
+    full = replace(header, id=header_id)
+    encoded = HeaderTemplate(header).encode(header_id)
+    assert encoded == encode_header(full)
+    assert frame_bytes(encoded, payload) == serialize_frame(Frame(header=full, payload=payload))
