@@ -358,10 +358,41 @@ class Store:
         db.commit()
 
     def rollback(self) -> None:
-        """Abandon the open transaction and the buffered rows (after a failed commit)."""
+        """Abandon the open transaction, the buffered rows and what they created in memory.
+
+        Called after a failed commit. The caches are brought back in line with the database:
+        users, tokens, cursors, groups and memberships made since the last commit disappear,
+        while the objects that survive keep their identity (the hub holds references to them).
+        Sequence counters keep their higher in-memory value, so a sequence handed out in the
+        failed tick (never acked) may be skipped but is never issued twice.
+        """
         self._pending_messages.clear()
         self._pending_inbox.clear()
+        self._dirty_users.clear()
+        self._dirty_cursors.clear()
+        self._dirty_uc.clear()
         self._db.rollback()
+        self._resync()
+
+    def _resync(self) -> None:
+        users, topics, uc_topics = self.users, self.topics, self.uc_topics
+        self.users, self._by_account, self._tokens, self._cursors = {}, {}, {}, {}
+        self.topics, self.uc_topics, self._topics_of, self._uc_topics_of = {}, {}, {}, {}
+        self._load()
+        for uuid, fresh in self.users.items():
+            if (user := users.get(uuid)) is not None:
+                user.last_seq = max(user.last_seq, fresh.last_seq)
+                self.users[uuid] = self._by_account[(user.app_id, user.account)] = user
+        for topic_id, fresh_topic in self.topics.items():
+            if (topic := topics.get(topic_id)) is not None:
+                topic.name, topic.owner_uuid = fresh_topic.name, fresh_topic.owner_uuid
+                topic.bulletin, topic.members = fresh_topic.bulletin, fresh_topic.members
+                self.topics[topic_id] = topic
+        for topic_id, fresh_uc in self.uc_topics.items():
+            if (uc := uc_topics.get(topic_id)) is not None:
+                uc.last_seq = max(uc.last_seq, fresh_uc.last_seq)
+                uc.members = fresh_uc.members
+                self.uc_topics[topic_id] = uc
 
     def close(self) -> None:
         """Commit what is pending and close the database."""

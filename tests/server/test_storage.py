@@ -205,3 +205,37 @@ def test_parse_app_spec_rejects(spec: str) -> None:
 
 def test_app_repr_hides_secret() -> None:
     assert "SECRET" not in repr(AppConfig(app_id=1, app_key="k", app_secret="SECRET"))
+
+
+def test_rollback_forgets_what_the_failed_tick_created_in_memory(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    alice = store.ensure_user(APP_ID, "alice")
+    group = store.create_topic(app_id=APP_ID, name="g", owner=alice.uuid, members=[], now_ms=NOW_MS)
+    store.add_token("kept", alice.uuid, expires_at=NOW_MS)
+    store.commit()
+
+    # A tick that creates a user, a token, a group and a membership, then fails to commit.
+    bob = store.ensure_user(APP_ID, "bob")
+    store.add_token("lost", bob.uuid, expires_at=NOW_MS)
+    store.add_members(group, [bob.uuid], now_ms=NOW_MS)
+    lost_group = store.create_topic(
+        app_id=APP_ID, name="lost", owner=bob.uuid, members=[], now_ms=NOW_MS
+    )
+    seq = _p2p(store, alice, bob, "never committed")
+    store.rollback()
+
+    assert store.find_user(APP_ID, "bob") is None
+    assert store.lookup_token("lost") is None
+    assert store.lookup_token("kept") is not None
+    assert lost_group.topic_id not in store.topics
+    assert list(store.topics[group.topic_id].members) == [alice.uuid]
+    # Surviving objects keep their identity, and a counter never goes back.
+    assert store.find_user(APP_ID, "alice") is alice
+    assert store.topics[group.topic_id] is group
+    assert store.next_user_sequence(alice, NOW_MS) > seq
+
+    store.commit()
+    store.close()
+    reopened = Store(tmp_path / "s.db")
+    assert reopened.find_user(APP_ID, "bob") is None
+    assert list(reopened.topics[group.topic_id].members) == [alice.uuid]
