@@ -212,6 +212,7 @@ async def p2t(url: str, http: httpx.AsyncClient, args: argparse.Namespace) -> St
     clients = await _clients(url, http, names, stats)
     sender = clients[0]
     payload = b"x" * args.size
+    cpu = _Cpu(args.server)
     start = time.perf_counter()
     await _pump(
         sender,
@@ -225,6 +226,7 @@ async def p2t(url: str, http: httpx.AsyncClient, args: argparse.Namespace) -> St
     expected = stats.acks * (args.members - 1)
     await stats.until(lambda: stats.deliveries >= expected)
     stats.seconds = time.perf_counter() - start
+    stats.cpu_server, stats.cpu_bench = cpu.used()
     for c in clients:
         await c.close()
     return stats
@@ -265,6 +267,8 @@ def _line(name: str, stats: Stats, baseline: float, *, fanout: bool = False) -> 
             f"   CPU/msg server {stats.cpu_server / stats.acks * 1e6:4.0f} us"
             f" clients {stats.cpu_bench / stats.acks * 1e6:4.0f} us"
         )
+        if fanout and stats.deliveries:
+            text += f" (server {stats.cpu_server / stats.deliveries * 1e6:.1f} us/delivery)"
     if stats.errors:
         text += f"   ({stats.errors} refused)"
     return text
