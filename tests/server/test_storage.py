@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,53 @@ def test_rollback_forgets_what_the_failed_tick_created_in_memory(tmp_path: Path)
     reopened = Store(tmp_path / "s.db")
     assert reopened.find_user(APP_ID, "bob") is None
     assert list(reopened.topics[group.topic_id].members) == [alice.uuid]
+
+
+def _indexes(path: Path) -> dict[str, str]:
+    with sqlite3.connect(path) as db:
+        return dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))
+
+
+def test_group_index_covers_group_messages_only_and_old_files_are_migrated(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    store = Store(path)
+    alice, bob = store.ensure_user(APP_ID, "alice"), store.ensure_user(APP_ID, "bob")
+    topic = store.create_topic(
+        app_id=APP_ID, name="t", owner=alice.uuid, members=[bob.uuid], now_ms=NOW_MS
+    )
+    mid = store.add_message(
+        kind=MessageKind.P2T,
+        app_id=APP_ID,
+        packet_id="g1",
+        package="pkg",
+        sender=alice,
+        from_resource="r1",
+        payload=b"to the group",
+        biz_type="",
+        ts=NOW_MS,
+        sender_seq=store.next_user_sequence(alice, NOW_MS),
+        topic_id=topic.topic_id,
+    )
+    store.add_inbox([(bob.uuid, store.next_user_sequence(bob, NOW_MS), mid)])
+    _p2p(store, alice, bob, "one to one")
+    store.close()
+    # A file made before the partial index: the full index on every message.
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX messages_group")
+        db.execute("CREATE INDEX messages_p2t ON messages (topic_id, ts)")
+    assert "messages_p2t" in _indexes(path)
+    again = Store(path)
+    indexes = _indexes(path)
+    assert "messages_p2t" not in indexes
+    assert "WHERE kind = 2" in indexes["messages_group"]
+    with sqlite3.connect(path) as db:
+        (entries,) = db.execute(
+            "SELECT COUNT(*) FROM messages INDEXED BY messages_group WHERE kind = 2"
+        ).fetchone()
+    assert entries == 1
+    history = again.history(bob.uuid, topic_id=topic.topic_id, from_ts=NOW_MS - 1)
+    assert [m.payload for m in history] == [b"to the group"]
+    assert [m.payload for m in again.history(bob.uuid, other=alice.uuid)] == [b"one to one"]
+    again.close()
