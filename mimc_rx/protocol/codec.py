@@ -11,7 +11,7 @@ they are the only modules that import ``_pb``; everything else speaks dataclasse
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, Final, TypeAlias
@@ -43,6 +43,7 @@ __all__ = [
     "Cmd",
     "ConnRequest",
     "ConnResponse",
+    "EncodedEntry",
     "Header",
     "HeaderTemplate",
     "MIMCGroup",
@@ -64,6 +65,7 @@ __all__ = [
     "encode_header",
     "encode_message",
     "encode_packet",
+    "encode_packet_list_of",
     "encode_packet_of",
 ]
 
@@ -468,6 +470,47 @@ def encode_packet_of(
 
 
 _PacketPB: Final = _mimc.MIMCPacket
+_PacketListPB: Final = _mimc.MIMCPacketList
+
+EncodedEntry: TypeAlias = tuple[str, str, int, int, bytes, int]
+"""A packet list entry whose body is already encoded:
+``(packet_id, package, sequence, type, body bytes, timestamp)``."""
+
+
+def encode_packet_list_of(
+    entries: Iterable[EncodedEntry],
+    *,
+    uuid: int | None,
+    resource: str | None,
+    max_sequence: int,
+    status: int,
+) -> bytes:
+    """A MIMCPacketList (COMPOUND payload, PROTOCOL.md 6.8) from already encoded bodies.
+
+    Equals ``encode_message(MIMCPacketList(uuid=..., resource=..., max_sequence=...,
+    packets=(MIMCPacket(body=B, packet_id=..., package=..., sequence=..., timestamp=...),
+    ...), status=status))`` byte for byte, where ``B`` decodes to the entry's body bytes:
+    every field given is present, ``min_sequence`` absent. The server's fan-out encodes a group
+    message once and puts the same bytes into every member's list (6.7).
+    """
+    msg: Any = _PacketListPB()
+    if uuid is not None:
+        msg.uuid = uuid
+    if resource is not None:
+        msg.resource = resource
+    msg.maxSequence = max_sequence
+    add = msg.packets.add
+    for packet_id, package, sequence, ptype, body, timestamp in entries:
+        packet = add()
+        packet.packetId = packet_id
+        packet.package = package
+        packet.sequence = sequence
+        packet.type = ptype
+        packet.payload = body
+        packet.timestamp = timestamp
+    msg.status = status
+    data: bytes = msg.SerializePartialToString()
+    return data
 
 
 def encode_packet(packet: MIMCPacket) -> bytes:

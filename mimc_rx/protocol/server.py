@@ -39,7 +39,6 @@ from mimc_rx.protocol.codec import (
     Header,
     HeaderTemplate,
     MIMCGroup,
-    MIMCPacket,
     MIMCUser,
 )
 from mimc_rx.protocol.crypto import PayloadCipher, verify_bind_signature
@@ -68,7 +67,7 @@ from mimc_rx.protocol.events import (
 from mimc_rx.protocol.framing import Frame, frame_bytes, parse_frame, serialize_frame
 from mimc_rx.protocol.ids import CounterIdFactory, random_challenge, wall_clock_ms
 
-__all__ = ["CIPHER_RC4", "ServerSession", "ServerState"]
+__all__ = ["CIPHER_RC4", "GroupBodies", "ServerSession", "ServerState"]
 
 CIPHER_RC4: Final = 1
 """ClientHeader.cipher for an RC4 payload (PROTOCOL.md 4.1, 5)."""
@@ -84,6 +83,42 @@ class ServerState(enum.Enum):
     CLOSED = "closed"
 
 
+class GroupBodies:
+    """Encoded group message bodies, shared by the sessions of one server (PROTOCOL.md 6.7).
+
+    A group message goes to every member session in a COMPOUND of its own; the MIMCP2TMessage
+    inside is the same for all of them (sender, group, payload, isStore, bizType), only the
+    packet around it (the recipient's sequence) differs. Sessions given the same
+    ``GroupBodies`` encode that body once and reuse the bytes. The memo maps the body's inputs
+    to its bytes, so it changes no output. The driver calls :meth:`clear` once the fan-out is
+    written (the local server: after each tick's deliveries); the memo also forgets
+    everything by itself when it holds ``limit`` bodies.
+    """
+
+    __slots__ = ("_bodies", "_limit")
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._bodies: dict[tuple[object, ...], bytes] = {}
+        self._limit = limit
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+    def clear(self) -> None:
+        """Forget every body (they keep their payloads alive)."""
+        self._bodies.clear()
+
+    def encoded(self, app_id: int | None, item: Delivery) -> bytes:
+        """The MIMCP2TMessage bytes of group delivery ``item`` for a member of app ``app_id``."""
+        key = (app_id, item.topic_id, item.sender, item.payload, item.is_store, item.biz_type)
+        body = self._bodies.get(key)
+        if body is None:
+            if len(self._bodies) >= self._limit:
+                self._bodies.clear()
+            body = self._bodies[key] = codec.encode_message(_group_body(app_id, item))
+        return body
+
+
 class ServerSession:
     """The sans-I/O MIMC server side of one connection (docs/sansio.md).
 
@@ -92,6 +127,9 @@ class ServerSession:
         challenges: CONN challenges; default 32 random hex characters (6.1 step 2).
         clock_ms: wall clock in ms for the MIMCPacket timestamp of s2c SECMSG.
         host: XMMsgConnResp.host (a front-end name); absent when None.
+        group_bodies: a memo shared with the server's other sessions, so that a group
+            message is encoded once for all its recipients; without it each session encodes
+            its own copy (the bytes are the same either way).
     """
 
     def __init__(
@@ -101,11 +139,13 @@ class ServerSession:
         challenges: Callable[[], str] | None = None,
         clock_ms: Callable[[], int] | None = None,
         host: str | None = None,
+        group_bodies: GroupBodies | None = None,
     ) -> None:
         self._clock_ms: Callable[[], int] = clock_ms or wall_clock_ms
         self._ids: Callable[[], str] = ids or CounterIdFactory("srv", self._clock_ms)
         self._challenges: Callable[[], str] = challenges or random_challenge
         self._host = host
+        self._group_bodies = group_bodies
         self._state = ServerState.AWAIT_CONN
         self._events: list[ServerEvent] = []
         self._out: list[bytes] = []
@@ -326,16 +366,27 @@ class ServerSession:
     def deliver(self, items: Sequence[Delivery], *, max_sequence: int) -> None:
         """Send one COMPOUND with ``items`` (6.6 step 2, 6.7); the client acks ``max_sequence``."""
         self._require_bound("deliver")
-        packets = tuple(self._delivery_packet(item) for item in items)
-        self._send_secmsg(
-            codec.MIMCPacketList(
-                uuid=self._uuid,
-                resource=self._resource,
-                max_sequence=max_sequence,
-                packets=packets,
-                status=codec.PushStatus.NORMAL,
+        # The generic MIMCPacketList with one MIMCPacket per item, built from encoded bodies:
+        # the same bytes (tests/protocol/test_server.py), without the dataclasses.
+        entries = [
+            (
+                item.packet_id,
+                item.package,
+                item.sequence,
+                _P2T if item.kind is DeliveryKind.P2T else _P2P,
+                self._delivery_body(item),
+                item.timestamp,
             )
+            for item in items
+        ]
+        plain = codec.encode_packet_list_of(
+            entries,
+            uuid=self._uuid,
+            resource=self._resource,
+            max_sequence=max_sequence,
+            status=codec.PushStatus.NORMAL,
         )
+        self._send_secmsg(codec.OpaqueBody(type=_COMPOUND, payload=plain))
 
     def notify_backlog(self, min_sequence: int, max_sequence: int) -> None:
         """Send a pull notification: COMPOUND with EXCEED_COUNT_LIMIT and no packets (6.10)."""
@@ -614,36 +665,27 @@ class ServerSession:
     def _group(self, topic_id: int) -> MIMCGroup:
         return MIMCGroup(app_id=self._app_id, topic_id=topic_id)
 
-    def _delivery_packet(self, item: Delivery) -> MIMCPacket:
-        body: codec.PacketBody
+    def _delivery_body(self, item: Delivery) -> bytes:
+        """The encoded MIMCP2PMessage / MIMCP2TMessage of a COMPOUND entry (6.6, 6.7)."""
         if item.kind is DeliveryKind.P2T:
-            body = codec.MIMCP2TMessage(
-                sender=_user(item.sender),
-                to=self._group(item.topic_id),
-                payload=item.payload,
-                is_store=item.is_store,
-                biz_type=item.biz_type or None,
-            )
-        else:
-            to = MIMCUser(
-                app_id=self._app_id,
-                app_account=item.to_account,
-                uuid=item.to_uuid or None,  # 6.6 step 2: "optionally with uuids filled"
-                resource=item.to_resource or None,
-            )
-            body = codec.MIMCP2PMessage(
-                sender=_user(item.sender),
-                to=to,
-                payload=item.payload,
-                is_store=item.is_store,
-                biz_type=item.biz_type or None,
-            )
-        return MIMCPacket(
-            body=body,
-            packet_id=item.packet_id,
-            package=item.package,
-            sequence=item.sequence,
-            timestamp=item.timestamp,
+            if self._group_bodies is not None:
+                return self._group_bodies.encoded(self._app_id, item)
+            return codec.encode_message(_group_body(self._app_id, item))
+        return codec.encode_message(self._p2p_body(item))
+
+    def _p2p_body(self, item: Delivery) -> codec.MIMCP2PMessage:
+        to = MIMCUser(
+            app_id=self._app_id,
+            app_account=item.to_account,
+            uuid=item.to_uuid or None,  # 6.6 step 2: "optionally with uuids filled"
+            resource=item.to_resource or None,
+        )
+        return codec.MIMCP2PMessage(
+            sender=_user(item.sender),
+            to=to,
+            payload=item.payload,
+            is_store=item.is_store,
+            biz_type=item.biz_type or None,
         )
 
     def _send(self, header: Header, payload: bytes = b"") -> None:
@@ -684,6 +726,22 @@ def _pid(packet_id: str | None) -> PacketId | None:
 
 def _topic(group: MIMCGroup | None) -> int:
     return (group.topic_id or 0) if group is not None else 0
+
+
+def _group_body(app_id: int | None, item: Delivery) -> codec.MIMCP2TMessage:
+    # 6.7: the group message as the member of app ``app_id`` receives it.
+    return codec.MIMCP2TMessage(
+        sender=_user(item.sender),
+        to=MIMCGroup(app_id=app_id, topic_id=item.topic_id),
+        payload=item.payload,
+        is_store=item.is_store,
+        biz_type=item.biz_type or None,
+    )
+
+
+_P2P: Final = int(codec.PacketType.P2P_MESSAGE)
+_P2T: Final = int(codec.PacketType.P2T_MESSAGE)
+_COMPOUND: Final = int(codec.PacketType.COMPOUND)
 
 
 def _user(peer: Peer) -> MIMCUser:

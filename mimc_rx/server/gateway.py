@@ -53,7 +53,11 @@ class Connection:
         self.hub = hub
         self.number = next(_counter)
         self.client = client
-        self.session = ServerSession(clock_ms=hub.config.now_ms, challenges=hub.config.challenges)
+        self.session = ServerSession(
+            clock_ms=hub.config.now_ms,
+            challenges=hub.config.challenges,
+            group_bodies=hub.group_bodies,  # a group message is encoded once for all members
+        )
         self.user: User | None = None
         self.app: AppConfig | None = None
         self.resource = ""

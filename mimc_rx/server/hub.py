@@ -55,6 +55,7 @@ from mimc_rx.protocol.events import (
     UCSequenceAcked,
     UnbindRequested,
 )
+from mimc_rx.protocol.server import GroupBodies
 from mimc_rx.server.auth import TokenService, TokenStatus
 from mimc_rx.server.config import AppConfig, ServerConfig
 from mimc_rx.server.storage import MessageKind, Store, StoredMessage, UCTopic
@@ -105,6 +106,9 @@ class Hub:
         self.config = config
         self.tokens = tokens
         self.connections: set[Connection] = set()
+        # Shared by every connection's session: the fan-out of a group message encodes its
+        # body once (the hub itself never looks at bytes).
+        self.group_bodies = GroupBodies()
         self._bound: dict[int, dict[str, Connection]] = {}
         self._acks: list[tuple[Connection, PacketId, int, int, str]] = []
         self._deliveries: dict[Connection, list[Delivery]] = {}
@@ -216,6 +220,7 @@ class Hub:
                     max_sequence=uc_items[-1].sequence,
                 )
                 self._touched.add(conn)
+        self.group_bodies.clear()  # this tick's fan-out is encoded
         touched, self._touched = self._touched, set()
         for conn in touched:
             conn.pump()

@@ -34,7 +34,7 @@ from mimc_rx.protocol.events import (
     UnbindRequested,
 )
 from mimc_rx.protocol.framing import Frame, parse_frame, serialize_frame
-from mimc_rx.protocol.server import ServerSession, ServerState
+from mimc_rx.protocol.server import GroupBodies, ServerSession, ServerState
 
 from .test_client import ScriptedIds
 from .vectors import APP_ID, PACKAGE, all_examples, examples, frame_bytes, token_answer
@@ -51,7 +51,9 @@ class Clock:
         return self.ms
 
 
-def connect(account: str) -> tuple[ServerSession, ScriptedIds, Clock]:
+def connect(
+    account: str, group_bodies: GroupBodies | None = None
+) -> tuple[ServerSession, ScriptedIds, Clock]:
     """A server session through CONN (checked byte for byte) up to BindRequested."""
     i = INDEX[account]
     reply = examples("s2c_conn_resp")[i]
@@ -61,6 +63,7 @@ def connect(account: str) -> tuple[ServerSession, ScriptedIds, Clock]:
         challenges=lambda: str(reply["context"]["challenge"]),
         clock_ms=clock,
         host="loopback-capture-fe",
+        group_bodies=group_bodies,
     )
     server.receive_data(frame_bytes("c2s_conn", i), now=0.0)
     assert [f.hex() for f in server.data_to_send()] == [reply["hex"]]
@@ -79,8 +82,10 @@ def connect(account: str) -> tuple[ServerSession, ScriptedIds, Clock]:
     return server, ids, clock
 
 
-def bind(account: str, *, with_account: bool = True) -> tuple[ServerSession, ScriptedIds, Clock]:
-    server, ids, clock = connect(account)
+def bind(
+    account: str, *, with_account: bool = True, group_bodies: GroupBodies | None = None
+) -> tuple[ServerSession, ScriptedIds, Clock]:
+    server, ids, clock = connect(account, group_bodies)
     key = token_answer(account)["data"]["miUserSecurityKey"]
     assert server.accept_bind(
         key, app_id=APP_ID, package=PACKAGE, app_account=account if with_account else None
@@ -233,17 +238,25 @@ def _command(server: ServerSession, packet: dict[str, Any]) -> None:
                 raise AssertionError(other)
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own-bodies", "group-bodies"])
 @pytest.mark.parametrize(
     ("name", "index", "example"), SECMSG, ids=[f"{n}[{i}]" for n, i, _ in SECMSG]
 )
-def test_every_s2c_secmsg_is_rebuilt_byte_for_byte(name: str, index: int, example: dict) -> None:
-    server, ids, clock = bind(example["account"])
+def test_every_s2c_secmsg_is_rebuilt_byte_for_byte(
+    name: str, index: int, example: dict, shared: bool
+) -> None:
+    bodies = GroupBodies() if shared else None
+    server, ids, clock = bind(example["account"], group_bodies=bodies)
     packet = example["decoded"]["payload_decoded"]
     ids.push(packet["packetId"], example["decoded"]["header"]["id"])
     clock.ms = int(packet["timestamp"])
     _command(server, packet)
     [frame] = server.data_to_send()
     assert frame.hex() == example["hex"]
+    if bodies is not None:  # the group messages were encoded through the shared memo
+        inner = packet.get("payload_decoded") or {}
+        groups = [p for p in inner.get("packets", []) if p["type"] == "P2T_MESSAGE"]
+        assert len(bodies) == len({p["payload"] for p in groups})
 
 
 def test_the_account_is_learnt_from_the_first_packet_when_not_given() -> None:
