@@ -14,13 +14,6 @@ tick. An acked stored message has therefore been committed. With ``synchronous=N
 mode a commit survives the death of the server process (kill -9), not necessarily a power loss
 (``ServerConfig.sync_full`` gives that, at the price of an fsync per commit).
 
-Sequences
----------
-Every sequence space (one per user, one per unlimited group) hands out
-``max(previous + 1, now_ms * 1000)``: increasing and unique within the space, roughly sortable by
-time, and still ahead of anything issued before if the database file is lost, so a client's dedup
-memory never swallows a fresh message. P2P and P2T share the user's space (PROTOCOL.md 6.15).
-
 Delivery state
 --------------
 A stored message gets one *inbox* row per recipient user, keyed by the recipient's sequence.
@@ -36,160 +29,29 @@ import base64
 import binascii
 import logging
 import os
-import secrets
-import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 from mimc_rx.server.config import AppConfig
+from mimc_rx.server.storage.groups import GroupStore
+from mimc_rx.server.storage.records import (
+    Contact,
+    MessageKind,
+    StoredMessage,
+    User,
+    new_security_key,
+    next_sequence,
+    random_id,
+)
+from mimc_rx.server.storage.schema import open_database
 
-__all__ = [
-    "Contact",
-    "MessageKind",
-    "Store",
-    "StoredMessage",
-    "Topic",
-    "UCTopic",
-    "User",
-    "new_security_key",
-    "next_sequence",
-    "random_id",
-]
+__all__ = ["Store"]
 
 log = logging.getLogger(__name__)
-
-_SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS apps (
-    app_id INTEGER PRIMARY KEY, app_key TEXT NOT NULL, app_secret TEXT NOT NULL,
-    package TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS users (
-    uuid INTEGER PRIMARY KEY, app_id INTEGER NOT NULL, account TEXT NOT NULL,
-    security_key TEXT NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (app_id, account));
-CREATE TABLE IF NOT EXISTS tokens (
-    token TEXT PRIMARY KEY, uuid INTEGER NOT NULL, expires_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS cursors (
-    uuid INTEGER NOT NULL, resource TEXT NOT NULL, acked_seq INTEGER NOT NULL,
-    PRIMARY KEY (uuid, resource)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, app_id INTEGER NOT NULL,
-    packet_id TEXT NOT NULL, package TEXT NOT NULL,
-    from_uuid INTEGER NOT NULL, from_account TEXT NOT NULL, from_resource TEXT NOT NULL,
-    to_uuid INTEGER NOT NULL, to_account TEXT NOT NULL, to_resource TEXT NOT NULL,
-    topic_id INTEGER NOT NULL, payload BLOB NOT NULL, biz_type TEXT NOT NULL,
-    ts INTEGER NOT NULL, sender_seq INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS messages_p2p ON messages (from_uuid, to_uuid, ts);
-DROP INDEX IF EXISTS messages_p2t;
-CREATE INDEX IF NOT EXISTS messages_group ON messages (topic_id, ts) WHERE kind = 2;
-CREATE TABLE IF NOT EXISTS inbox (
-    uuid INTEGER NOT NULL, seq INTEGER NOT NULL, message_id INTEGER NOT NULL,
-    PRIMARY KEY (uuid, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS inbox_message ON inbox (uuid, message_id);
-CREATE TABLE IF NOT EXISTS topics (
-    topic_id INTEGER PRIMARY KEY, app_id INTEGER NOT NULL, name TEXT NOT NULL,
-    owner_uuid INTEGER NOT NULL, bulletin TEXT NOT NULL, created_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS topic_members (
-    topic_id INTEGER NOT NULL, uuid INTEGER NOT NULL, joined_at INTEGER NOT NULL,
-    PRIMARY KEY (topic_id, uuid)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS uc_topics (
-    topic_id INTEGER PRIMARY KEY, app_id INTEGER NOT NULL, name TEXT NOT NULL,
-    owner_uuid INTEGER NOT NULL, last_seq INTEGER NOT NULL, created_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS uc_members (
-    topic_id INTEGER NOT NULL, uuid INTEGER NOT NULL,
-    PRIMARY KEY (topic_id, uuid)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS contact_hidden (
-    uuid INTEGER NOT NULL, kind INTEGER NOT NULL, peer INTEGER NOT NULL, upto_id INTEGER NOT NULL,
-    PRIMARY KEY (uuid, kind, peer)) WITHOUT ROWID;
-"""
-
-# messages_group serves group history only (its queries say kind = 2), so one-to-one messages,
-# the bulk of the traffic, skip it: one B-tree insert and a few WAL pages fewer per tick.
-# Files made before it have the full index messages_p2t, replaced when they are opened.
 
 # Stale tokens are kept a while after expiry so BIND can say "token-expired" rather than
 # "invalid-token" (PROTOCOL.md 4.2: the TCP SDKs refetch on either).
 _EXPIRED_TOKEN_GRACE = 7 * 24 * 3600.0
-
-
-class MessageKind(IntEnum):
-    """What a stored message is; the values are MIMC_MSG_TYPE numbers (PROTOCOL.md 4.3)."""
-
-    P2P = 1
-    P2T = 2
-
-
-@dataclass(slots=True, kw_only=True)
-class User:
-    """A MIMC user: one account of one app, with its stable uuid and security key."""
-
-    uuid: int
-    app_id: int
-    account: str
-    security_key: str
-    last_seq: int = 0
-
-
-@dataclass(slots=True, kw_only=True)
-class Topic:
-    """A normal group (PROTOCOL.md 8.3). ``members`` keeps the order in which they joined."""
-
-    topic_id: int
-    app_id: int
-    name: str
-    owner_uuid: int
-    bulletin: str = ""
-    members: dict[int, None] = field(default_factory=dict)
-
-
-@dataclass(slots=True, kw_only=True)
-class UCTopic:
-    """An unlimited group (PROTOCOL.md 6.12, 8.2) with its per-topic sequence counter."""
-
-    topic_id: int
-    app_id: int
-    name: str
-    owner_uuid: int
-    last_seq: int = 0
-    members: dict[int, None] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoredMessage:
-    """A message row, with ``seq`` in the sequence space of whoever asked for it."""
-
-    id: int
-    kind: MessageKind
-    app_id: int
-    packet_id: str
-    package: str
-    from_uuid: int
-    from_account: str
-    from_resource: str
-    to_uuid: int
-    to_account: str
-    to_resource: str
-    topic_id: int
-    payload: bytes
-    biz_type: str
-    ts: int
-    sender_seq: int
-    seq: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Contact:
-    """One conversation of a user's recent contacts: a peer (P2P) or a group (P2T)."""
-
-    kind: MessageKind
-    peer: int
-    """The other user's uuid (P2P) or the topic id (P2T)."""
-    last: StoredMessage
-    """The conversation's latest stored message, ``seq`` in the user's own space."""
 
 
 _MESSAGE_COLUMNS = (
@@ -221,26 +83,12 @@ def _row_to_message(row: Sequence[Any]) -> StoredMessage:
     )
 
 
-def random_id() -> int:
-    """A fresh random uuid or topic id: 18 decimal digits, well inside int64 (PROTOCOL.md 8)."""
-    return 10**17 + secrets.randbelow(9 * 10**17)
-
-
-def new_security_key() -> str:
-    """A fresh ``miUserSecurityKey``: standard base64 text of 16 random bytes (PROTOCOL.md 8.1).
-
-    The decoded bytes key RC4 (5); the text itself ends the BIND signature's base string (6.3).
-    """
-    return base64.b64encode(secrets.token_bytes(16)).decode("ascii")
-
-
-def next_sequence(previous: int, now_ms: int) -> int:
-    """The sequence after ``previous`` at wall time ``now_ms`` (see the module docstring)."""
-    return max(previous + 1, now_ms * 1000)
-
-
-class Store:
+class Store(GroupStore):
     """The server's state: an SQLite file (or ``":memory:"``) plus in-memory indexes.
+
+    Users, tokens, sequences, cursors, messages and recent contacts are here; the group methods
+    (``create_topic``, ``uc_join``, ``next_uc_sequence``...) and ``topics`` / ``uc_topics``
+    come from :class:`~mimc_rx.server.storage.groups.GroupStore`, on the same connection.
 
     Args:
         path: the database file, created if missing; ``":memory:"`` for a throw-away store.
@@ -249,25 +97,13 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str], *, sync_full: bool = False) -> None:
         self.path = os.fspath(path)
-        self._db = sqlite3.connect(self.path, isolation_level="DEFERRED", check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if sync_full else 'NORMAL'}")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(_SCHEMA_VERSION),)
-        )
-        self._db.commit()
+        super().__init__(open_database(self.path, sync_full=sync_full))
         self.users: dict[int, User] = {}
         self._by_account: dict[tuple[int, str], User] = {}
         self._tokens: dict[str, tuple[int, float]] = {}
         self._cursors: dict[tuple[int, str], int] = {}
-        self.topics: dict[int, Topic] = {}
-        self.uc_topics: dict[int, UCTopic] = {}
-        self._topics_of: dict[int, set[int]] = {}
-        self._uc_topics_of: dict[int, set[int]] = {}
         self._dirty_users: set[int] = set()
         self._dirty_cursors: set[tuple[int, str]] = set()
-        self._dirty_uc: set[int] = set()
         # Message and inbox rows are buffered and written with executemany (one call per tick
         # instead of one per message); every read of those tables writes the buffer first.
         self._pending_messages: list[tuple[Any, ...]] = []
@@ -278,6 +114,7 @@ class Store:
     # ------------------------------------------------------------------ lifecycle
 
     def _load(self) -> None:
+        # The groups are loaded by GroupStore (at open, and again by _resync_groups).
         db = self._db
         for uuid, app_id, account, key, last_seq in db.execute(
             "SELECT uuid, app_id, account, security_key, last_seq FROM users"
@@ -291,26 +128,6 @@ class Store:
             self._tokens[token] = (uuid, expires_at)
         for uuid, resource, acked in db.execute("SELECT uuid, resource, acked_seq FROM cursors"):
             self._cursors[(uuid, resource)] = acked
-        for topic_id, app_id, name, owner, bulletin in db.execute(
-            "SELECT topic_id, app_id, name, owner_uuid, bulletin FROM topics"
-        ):
-            self.topics[topic_id] = Topic(
-                topic_id=topic_id, app_id=app_id, name=name, owner_uuid=owner, bulletin=bulletin
-            )
-        for topic_id, uuid in db.execute(
-            "SELECT topic_id, uuid FROM topic_members ORDER BY topic_id, joined_at"
-        ):
-            self.topics[topic_id].members[uuid] = None
-            self._topics_of.setdefault(uuid, set()).add(topic_id)
-        for topic_id, app_id, name, owner, last_seq in db.execute(
-            "SELECT topic_id, app_id, name, owner_uuid, last_seq FROM uc_topics"
-        ):
-            self.uc_topics[topic_id] = UCTopic(
-                topic_id=topic_id, app_id=app_id, name=name, owner_uuid=owner, last_seq=last_seq
-            )
-        for topic_id, uuid in db.execute("SELECT topic_id, uuid FROM uc_members"):
-            self.uc_topics[topic_id].members[uuid] = None
-            self._uc_topics_of.setdefault(uuid, set()).add(topic_id)
         (last_id,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()
         self._next_message_id = last_id + 1
         log.debug(
@@ -354,12 +171,7 @@ class Store:
                 [(u, r, cursors[(u, r)]) for (u, r) in self._dirty_cursors],
             )
             self._dirty_cursors.clear()
-        if self._dirty_uc:
-            db.executemany(
-                "UPDATE uc_topics SET last_seq = ? WHERE topic_id = ?",
-                [(self.uc_topics[t].last_seq, t) for t in self._dirty_uc if t in self.uc_topics],
-            )
-            self._dirty_uc.clear()
+        self._write_groups()
         db.commit()
 
     def rollback(self) -> None:
@@ -380,24 +192,14 @@ class Store:
         self._resync()
 
     def _resync(self) -> None:
-        users, topics, uc_topics = self.users, self.topics, self.uc_topics
+        users = self.users
         self.users, self._by_account, self._tokens, self._cursors = {}, {}, {}, {}
-        self.topics, self.uc_topics, self._topics_of, self._uc_topics_of = {}, {}, {}, {}
+        self._resync_groups()
         self._load()
         for uuid, fresh in self.users.items():
             if (user := users.get(uuid)) is not None:
                 user.last_seq = max(user.last_seq, fresh.last_seq)
                 self.users[uuid] = self._by_account[(user.app_id, user.account)] = user
-        for topic_id, fresh_topic in self.topics.items():
-            if (topic := topics.get(topic_id)) is not None:
-                topic.name, topic.owner_uuid = fresh_topic.name, fresh_topic.owner_uuid
-                topic.bulletin, topic.members = fresh_topic.bulletin, fresh_topic.members
-                self.topics[topic_id] = topic
-        for topic_id, fresh_uc in self.uc_topics.items():
-            if (uc := uc_topics.get(topic_id)) is not None:
-                uc.last_seq = max(uc.last_seq, fresh_uc.last_seq)
-                uc.members = fresh_uc.members
-                self.uc_topics[topic_id] = uc
 
     def close(self) -> None:
         """Commit what is pending and close the database."""
@@ -713,153 +515,3 @@ class Store:
             "INSERT OR REPLACE INTO contact_hidden VALUES (?, ?, ?, ?)",
             (me, int(kind), peer, self._next_message_id - 1),
         )
-
-    # ------------------------------------------------------------------ normal groups
-
-    def _new_topic_id(self, chosen: int | None) -> int:
-        # Normal and unlimited groups share one id space (both are "topicId" on the wire).
-        if chosen is not None:
-            if not 0 < chosen < 2**63:
-                raise ValueError(f"topic id must be a positive 63-bit integer, not {chosen}")
-            if chosen in self.topics or chosen in self.uc_topics:
-                raise ValueError(f"topic id {chosen} is taken")
-            return chosen
-        topic_id = random_id()
-        while topic_id in self.topics or topic_id in self.uc_topics:
-            topic_id = random_id()
-        return topic_id
-
-    def create_topic(
-        self,
-        *,
-        app_id: int,
-        name: str,
-        owner: int,
-        members: Iterable[int],
-        now_ms: int,
-        topic_id: int | None = None,
-    ) -> Topic:
-        """Create a group owned by ``owner``; the owner is always its first member.
-
-        ``topic_id`` is chosen at random unless given (seeding); a taken id is a ValueError.
-        """
-        topic_id = self._new_topic_id(topic_id)
-        topic = Topic(topic_id=topic_id, app_id=app_id, name=name, owner_uuid=owner)
-        self.topics[topic_id] = topic
-        self._db.execute(
-            "INSERT INTO topics VALUES (?, ?, ?, ?, '', ?)", (topic_id, app_id, name, owner, now_ms)
-        )
-        self.add_members(topic, [owner, *members], now_ms=now_ms)
-        return topic
-
-    def add_members(self, topic: Topic, uuids: Iterable[int], *, now_ms: int) -> list[int]:
-        """Add users to a group; returns those who were not members yet."""
-        added = [u for u in dict.fromkeys(uuids) if u not in topic.members]
-        for uuid in added:
-            topic.members[uuid] = None
-            self._topics_of.setdefault(uuid, set()).add(topic.topic_id)
-        self._db.executemany(
-            "INSERT OR IGNORE INTO topic_members VALUES (?, ?, ?)",
-            [(topic.topic_id, u, now_ms) for u in added],
-        )
-        return added
-
-    def remove_members(self, topic: Topic, uuids: Iterable[int]) -> list[int]:
-        """Remove users from a group; returns those who were members."""
-        removed = [u for u in dict.fromkeys(uuids) if u in topic.members]
-        for uuid in removed:
-            del topic.members[uuid]
-            self._topics_of.get(uuid, set()).discard(topic.topic_id)
-        self._db.executemany(
-            "DELETE FROM topic_members WHERE topic_id = ? AND uuid = ?",
-            [(topic.topic_id, u) for u in removed],
-        )
-        return removed
-
-    def update_topic(
-        self,
-        topic: Topic,
-        *,
-        name: str | None = None,
-        bulletin: str | None = None,
-        owner: int | None = None,
-    ) -> None:
-        """Change a group's name, bulletin or owner (the new owner must be a member)."""
-        if name is not None:
-            topic.name = name
-        if bulletin is not None:
-            topic.bulletin = bulletin
-        if owner is not None:
-            topic.owner_uuid = owner
-        self._db.execute(
-            "UPDATE topics SET name = ?, bulletin = ?, owner_uuid = ? WHERE topic_id = ?",
-            (topic.name, topic.bulletin, topic.owner_uuid, topic.topic_id),
-        )
-
-    def delete_topic(self, topic: Topic) -> None:
-        """Dismiss a group. Its stored messages stay in history."""
-        self.remove_members(topic, list(topic.members))
-        self.topics.pop(topic.topic_id, None)
-        self._db.execute("DELETE FROM topics WHERE topic_id = ?", (topic.topic_id,))
-
-    def topics_of(self, uuid: int) -> list[Topic]:
-        """The groups a user is a member of."""
-        return [self.topics[t] for t in sorted(self._topics_of.get(uuid, ())) if t in self.topics]
-
-    # ------------------------------------------------------------------ unlimited groups
-
-    def create_uc_topic(
-        self, *, app_id: int, name: str, owner: int, now_ms: int, topic_id: int | None = None
-    ) -> UCTopic:
-        """Create an unlimited group; the owner joins it. ``topic_id``: see :meth:`create_topic`."""
-        topic_id = self._new_topic_id(topic_id)
-        topic = UCTopic(topic_id=topic_id, app_id=app_id, name=name, owner_uuid=owner)
-        self.uc_topics[topic_id] = topic
-        self._db.execute(
-            "INSERT INTO uc_topics VALUES (?, ?, ?, ?, 0, ?)",
-            (topic_id, app_id, name, owner, now_ms),
-        )
-        self.uc_join(topic, owner)
-        return topic
-
-    def uc_join(self, topic: UCTopic, uuid: int) -> bool:
-        """Add a member; returns False when already a member."""
-        if uuid in topic.members:
-            return False
-        topic.members[uuid] = None
-        self._uc_topics_of.setdefault(uuid, set()).add(topic.topic_id)
-        self._db.execute("INSERT OR IGNORE INTO uc_members VALUES (?, ?)", (topic.topic_id, uuid))
-        return True
-
-    def uc_quit(self, topic: UCTopic, uuid: int) -> bool:
-        """Remove a member; returns False when not a member."""
-        if uuid not in topic.members:
-            return False
-        del topic.members[uuid]
-        self._uc_topics_of.get(uuid, set()).discard(topic.topic_id)
-        self._db.execute(
-            "DELETE FROM uc_members WHERE topic_id = ? AND uuid = ?", (topic.topic_id, uuid)
-        )
-        return True
-
-    def delete_uc_topic(self, topic: UCTopic) -> None:
-        """Dismiss an unlimited group."""
-        for uuid in list(topic.members):
-            self.uc_quit(topic, uuid)
-        self.uc_topics.pop(topic.topic_id, None)
-        self._dirty_uc.discard(topic.topic_id)
-        self._db.execute("DELETE FROM uc_topics WHERE topic_id = ?", (topic.topic_id,))
-
-    def uc_topics_of(self, uuid: int) -> list[UCTopic]:
-        """The unlimited groups a user has joined."""
-        return [
-            self.uc_topics[t]
-            for t in sorted(self._uc_topics_of.get(uuid, ()))
-            if t in self.uc_topics
-        ]
-
-    def next_uc_sequence(self, topic: UCTopic, now_ms: int) -> int:
-        """Allocate the next sequence of an unlimited group (per topic, 6.12)."""
-        topic.last_seq = next_sequence(topic.last_seq, now_ms)
-        self._dirty_uc.add(topic.topic_id)
-        return topic.last_seq
