@@ -23,7 +23,7 @@ Routing rules (PROTOCOL.md 6.6, 6.7, 6.12):
   resources get the message too, under the sender's sequence. Only members may send.
 * UC: every bound session of every member except the sending session; per-topic sequences.
 * ``isStore=false`` messages go to online sessions only; stored ones also wait in the inbox of
-  each recipient (see :mod:`mimc_rx.server.storage` for cursors and redelivery).
+  each recipient (see :mod:`mimc_rx.server.storage.store` for cursors and redelivery).
 """
 
 from __future__ import annotations
