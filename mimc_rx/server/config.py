@@ -94,6 +94,10 @@ class ServerConfig:
         backlog_limit: at login, a backlog with more messages than this is announced with a pull
             notification (6.10) instead of being pushed.
         compound_size: the most packets put in one COMPOUND list.
+        max_compound_bytes: about the most payload bytes put in one COMPOUND (or UC
+            MESSAGE_LIST) frame; a longer backlog is split over several frames, so no frame
+            exceeds a client's message size limit (the SDKs refuse 1 MiB). One message always
+            fits alone, whatever its size.
         pull_limit: the most messages one PULL delivers.
         max_group_members: the member limit of a normal group (8.3).
         history_max_count: the most messages one history query returns.
@@ -101,6 +105,9 @@ class ServerConfig:
             manual says about a month).
         max_outbound_frames: a connection whose unsent frames exceed this is closed (a slow or
             stuck reader must not hold the server's memory); stored messages reach it later.
+        max_outbound_bytes: the same limit counted in bytes (8 MiB): a few thousand large
+            frames would otherwise hold tens of megabytes for one stalled client.
+        send_timeout: seconds one websocket write may take before the connection is given up.
         sync_full: use ``PRAGMA synchronous=FULL`` (survives power loss) instead of ``NORMAL``
             (survives a crash of the server process, the documented guarantee).
         clock: wall clock in seconds since the epoch; tests inject a fake one to expire tokens.
@@ -117,11 +124,14 @@ class ServerConfig:
     max_uc_payload: int = 10240 * 3
     backlog_limit: int = 200
     compound_size: int = 100
+    max_compound_bytes: int = 512 * 1024
     pull_limit: int = 1000
     max_group_members: int = 500
     history_max_count: int = 1000
     contact_max_age: float = 30 * 24 * 3600.0
     max_outbound_frames: int = 100_000
+    max_outbound_bytes: int = 8 * 1024 * 1024
+    send_timeout: float = 30.0
     sync_full: bool = False
     clock: Callable[[], float] = field(default=time.time)
     challenges: Callable[[], str] | None = None

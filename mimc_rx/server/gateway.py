@@ -8,8 +8,10 @@ its commit (see :mod:`mimc_rx.server.hub`).
 
 A connection is closed, with a logged reason, when its session asks for it (UBND, KICK, a
 malformed frame), when it sends a text frame (the protocol is binary only, PROTOCOL.md 2), when
-it stays silent longer than ``ServerConfig.idle_timeout``, or when its unsent frames pile up past
-``ServerConfig.max_outbound_frames``. Nothing a client sends can raise out of this module.
+it stays silent longer than ``ServerConfig.idle_timeout``, when its unsent frames pile up past
+``ServerConfig.max_outbound_frames`` or ``ServerConfig.max_outbound_bytes``, or when one write
+stalls longer than ``ServerConfig.send_timeout``. Nothing a client sends can raise out of this
+module.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self.last_seen = self._loop.time()
         self._out: deque[bytes] = deque()
+        self._out_bytes = 0  # bytes in self._out, against ServerConfig.max_outbound_bytes
         self._wakeup = asyncio.Event()
         self._close: tuple[int, str] | None = None
         self._writer = self._loop.create_task(self._write_forever())
@@ -128,9 +131,22 @@ class Connection:
         frames = self.session.data_to_send()
         if frames:
             self._out.extend(frames)
-            if len(self._out) > self.hub.config.max_outbound_frames:
-                log.warning("%s: %d frames unsent; closing slow reader", self, len(self._out))
+            self._out_bytes += sum(map(len, frames))
+            config = self.hub.config
+            if (
+                len(self._out) > config.max_outbound_frames
+                or self._out_bytes > config.max_outbound_bytes
+            ):
+                # Its stored messages are redelivered at its next login; online-only ones are lost,
+                # as they would be for a client that went offline.
+                log.warning(
+                    "%s: %d frames (%d bytes) unsent; closing slow reader",
+                    self,
+                    len(self._out),
+                    self._out_bytes,
+                )
                 self._out.clear()
+                self._out_bytes = 0
                 self.close(1008, "too slow")
                 return
             self._wakeup.set()
@@ -153,20 +169,37 @@ class Connection:
         self.hub.detach(self)
         self._wakeup.set()
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of frames waiting for the writer or being written."""
+        return self._out_bytes
+
     async def _write_forever(self) -> None:
         out, send = self._out, self._send
+        timeout = self.hub.config.send_timeout
         try:
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
                 while out:
-                    await send({"type": "websocket.send", "bytes": out.popleft()})
+                    frame = out.popleft()
+                    async with asyncio.timeout(timeout):
+                        await send({"type": "websocket.send", "bytes": frame})
+                    if out or self._out_bytes:  # not reset by a close meanwhile
+                        self._out_bytes -= len(frame)
                 if self._close is not None:
                     code, reason = self._close
-                    await send({"type": "websocket.close", "code": code, "reason": reason})
+                    async with asyncio.timeout(timeout):
+                        await send({"type": "websocket.close", "code": code, "reason": reason})
                     return
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            # A reader that takes nothing for this long is gone or stuck; stop writing to it.
+            log.warning("%s: a write stalled for %.0f s; closing", self, timeout)
+            self._out.clear()
+            self._out_bytes = 0
+            self.close(1008, "write stalled")
         except Exception as exc:  # the peer went away while we were writing
             log.debug("%s: write failed: %r", self, exc)
             self.close(1006, "write failed")

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from mimc_rx.protocol.events import (
     BadPacket,
@@ -63,9 +63,41 @@ from mimc_rx.server.storage import MessageKind, Store, StoredMessage, UCTopic
 if TYPE_CHECKING:
     from mimc_rx.server.gateway import Connection
 
-__all__ = ["Hub"]
+__all__ = ["Hub", "compound_chunks"]
 
 log = logging.getLogger(__name__)
+
+# Bytes counted for one packet beside its payload (ids, peers, sequence, biz type): generous, so
+# a frame stays under the budget without encoding it twice.
+_ENTRY_OVERHEAD = 512
+
+
+class _HasPayload(Protocol):
+    @property
+    def payload(self) -> bytes: ...
+
+
+_D = TypeVar("_D", bound=_HasPayload)
+
+
+def compound_chunks(items: Sequence[_D], max_count: int, max_bytes: int) -> Iterator[Sequence[_D]]:
+    """Split one session's deliveries into frames of at most ``max_count`` packets and about
+    ``max_bytes`` bytes.
+
+    Why: a client refuses a websocket message above its size limit and reconnects, so one
+    oversized frame of stored messages would be resent, and refused, forever. A single
+    message always goes alone in a frame, whatever its size.
+    """
+    start, size = 0, 0
+    for index, item in enumerate(items):
+        cost = len(item.payload) + _ENTRY_OVERHEAD
+        if index > start and (index - start >= max_count or size + cost > max_bytes):
+            yield items[start:index]
+            start, size = index, 0
+        size += cost
+    if start < len(items):
+        yield items[start:]
+
 
 # errorMsg texts of refused packets (PACKET_ACK, PROTOCOL.md 4.3). Short and free of detail.
 ERR_TOO_LARGE = "payload too large"
@@ -201,25 +233,25 @@ class Hub:
                     timestamp=timestamp,
                     error_msg=error,
                 )
-        size = self.config.compound_size
+        count, budget = self.config.compound_size, self.config.max_compound_bytes
         for conn, items in deliveries.items():
-            for start in range(0, len(items), size):
-                chunk = items[start : start + size]
+            for chunk in compound_chunks(items, count, budget):
                 if conn.can_send:
                     self._guarded(
                         conn, conn.session.deliver, chunk, max_sequence=chunk[-1].sequence
                     )
             self._touched.add(conn)
         for (conn, topic_id), uc_items in uc.items():
-            if conn.can_send:
-                self._guarded(
-                    conn,
-                    conn.session.deliver_uc,
-                    topic_id,
-                    uc_items,
-                    max_sequence=uc_items[-1].sequence,
-                )
-                self._touched.add(conn)
+            for uc_chunk in compound_chunks(uc_items, count, budget):
+                if conn.can_send:
+                    self._guarded(
+                        conn,
+                        conn.session.deliver_uc,
+                        topic_id,
+                        uc_chunk,
+                        max_sequence=uc_chunk[-1].sequence,
+                    )
+                    self._touched.add(conn)
         self.group_bodies.clear()  # this tick's fan-out is encoded
         touched, self._touched = self._touched, set()
         for conn in touched:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from mimc_rx.protocol.events import Delivery, DeliveryKind, PacketId, Peer
 from mimc_rx.server.config import AppConfig
+from mimc_rx.server.hub import compound_chunks
 from mimc_rx.server.storage import MessageKind, Topic, User
 
 if TYPE_CHECKING:
@@ -187,11 +188,10 @@ def _commit_and_deliver(hub: Hub, out: dict[Connection, list[Delivery]]) -> None
     except Exception:
         hub.store.rollback()
         raise
-    size = hub.config.compound_size
+    count, budget = hub.config.compound_size, hub.config.max_compound_bytes
     for conn, items in out.items():
         try:
-            for start in range(0, len(items), size):
-                chunk = items[start : start + size]
+            for chunk in compound_chunks(items, count, budget):
                 if conn.can_send:
                     conn.session.deliver(chunk, max_sequence=chunk[-1].sequence)
             conn.pump()

@@ -24,8 +24,12 @@ E = TypeVar("E")
 class WireClient:
     """One client connection; events accumulate in :attr:`events`."""
 
+    max_size: int | None = None
+    """The largest websocket message accepted (None: any), as a real client's limit."""
+
     def __init__(self, url: str, account: str, resource: str = "res-1", **session: Any) -> None:
         self.url = url
+        self.frame_sizes: list[int] = []
         self.session = ClientSession(APP.app_id, account, resource, **session)
         self.events: list[ClientEvent] = []
         self.ws: ClientConnection | None = None
@@ -35,7 +39,7 @@ class WireClient:
         self._reader: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        self.ws = await connect(self.url, compression=None, max_size=None)
+        self.ws = await connect(self.url, compression=None, max_size=self.max_size)
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -44,6 +48,7 @@ class WireClient:
         try:
             async for message in self.ws:
                 assert isinstance(message, bytes)
+                self.frame_sizes.append(len(message))
                 self.session.receive_data(message, now=loop.time())
                 self.events.extend(self.session.events_received())
                 self._changed.set()
