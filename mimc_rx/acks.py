@@ -4,7 +4,8 @@ A send returns its packet id at once (PROTOCOL.md 6.6); the server's PACKET_ACK 
 or, when the application asks late, may already have come. ``AckBook`` serves both cases: acks
 that arrive are kept in a bounded cache (oldest dropped first), and whoever asks before the ack
 arrives leaves a one-shot waiter that the ack calls. A waiter whose timeout fires or whose
-subscription is disposed is forgotten, so waiters never pile up.
+subscription is disposed is forgotten, so waiters never pile up. When the user closes,
+``fail_all`` fails every waiter, so nobody waits forever for an ack that cannot come.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ DEFAULT_ACK_TIMEOUT = 10.0
 """Seconds ``ack()`` waits for the server's PACKET_ACK by default."""
 
 
+_Waiter = tuple[Callable[[ServerAck], None], Callable[[Exception], None]]
+"""What a waiter leaves: called with the ack, or with the error that ends the wait."""
+
+
 class AckBook:
     """The acks received so far (bounded) and the callbacks waiting for the next ones.
 
@@ -43,7 +48,7 @@ class AckBook:
         self._cache: OrderedDict[str, ServerAck] = OrderedDict()
         self._cache_size = cache_size
         self._default_scheduler = default_scheduler
-        self._waiters: dict[str, list[Callable[[ServerAck], None]]] = {}
+        self._waiters: dict[str, list[_Waiter]] = {}
 
     @property
     def waiting(self) -> int:
@@ -59,11 +64,21 @@ class AckBook:
         if self._waiters:
             waiters = self._waiters.pop(ack.packet_id, None)
             if waiters:
-                for waiter in waiters:
+                for on_ack, _on_error in waiters:
                     try:
-                        waiter(ack)
+                        on_ack(ack)
                     except Exception:
                         log.exception("an ack waiter raised")
+
+    def fail_all(self, error: Exception) -> None:
+        """Fail every waiter with ``error`` (the user closed; no ack will come any more)."""
+        waiters, self._waiters = self._waiters, {}
+        for pairs in waiters.values():
+            for _on_ack, on_error in pairs:
+                try:
+                    on_error(error)
+                except Exception:
+                    log.exception("an ack waiter raised")
 
     def observable(
         self,
@@ -86,8 +101,8 @@ class AckBook:
 
             def forget() -> None:
                 waiters = self._waiters.get(packet_id)
-                if waiters is not None and on_ack in waiters:
-                    waiters.remove(on_ack)
+                if waiters is not None and waiter in waiters:
+                    waiters.remove(waiter)
                     if not waiters:
                         del self._waiters[packet_id]
 
@@ -109,6 +124,15 @@ class AckBook:
                 forget()
                 observer.on_error(SendTimeout(packet_id, timeout or 0.0))
 
+            def on_closed(error: Exception) -> None:
+                nonlocal done
+                if done:
+                    return
+                done = True
+                if timer is not None:
+                    timer.dispose()
+                observer.on_error(error)
+
             def dispose() -> None:
                 nonlocal done
                 done = True
@@ -116,7 +140,8 @@ class AckBook:
                     timer.dispose()
                 forget()
 
-            self._waiters.setdefault(packet_id, []).append(on_ack)
+            waiter: _Waiter = (on_ack, on_closed)
+            self._waiters.setdefault(packet_id, []).append(waiter)
             if timeout is not None:
                 sched = scheduler or sub_scheduler or self._default_scheduler()
                 timer = sched.schedule_relative(timeout, on_timeout)

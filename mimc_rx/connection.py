@@ -136,12 +136,28 @@ class Connection:
         bound: true once BIND succeeded; stays true after the end (it *was* online).
         end: why the connection ended (or is ending), once known.
         supervisor: the task waiting for the end of this connection.
+        generation: the manager's generation when the attempt started; a logout, a close or a
+            cancelled login bumps it, so the fate of an older attempt never decides the newer.
     """
 
-    __slots__ = ("bound", "end", "login_waiter", "session", "supervisor", "transport")
+    __slots__ = (
+        "bound",
+        "end",
+        "generation",
+        "login_waiter",
+        "session",
+        "supervisor",
+        "transport",
+    )
 
-    def __init__(self, session: SessionLike, login_waiter: asyncio.Future[StatusChange]) -> None:
+    def __init__(
+        self,
+        session: SessionLike,
+        login_waiter: asyncio.Future[StatusChange],
+        generation: int = 0,
+    ) -> None:
         self.session = session
+        self.generation = generation
         self.transport: TransportLike | None = None
         self.login_waiter = login_waiter
         self.bound = False
@@ -212,6 +228,8 @@ class ConnectionManager:
         self._want_online = False
         self._reconnector: Reconnector | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._generation = 0
+        self._background: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ state
 
@@ -284,6 +302,20 @@ class ConnectionManager:
             )
         return self._reconnector
 
+    def _spawn(self, coro: Any, name: str) -> None:
+        """Run ``coro`` as a task we keep a reference to until it ends (so it is not lost)."""
+        assert self.loop is not None
+        task = self.loop.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _is_current(self, conn: Connection, what: str) -> bool:
+        """True when ``conn`` is the current connection; logs ``what`` was ignored otherwise."""
+        if conn is self.conn:
+            return True
+        log.info("ignoring %s from a stale connection of %s", what, self._name)
+        return False
+
     def publish_status(self, status: StatusChange) -> StatusChange:
         """Emit ``status`` on the status stream and return it."""
         self._streams.status.publish(status)
@@ -298,10 +330,15 @@ class ConnectionManager:
         self._want_online = True
         if self._reconnector is not None:
             self._reconnector.cancel()
-        async with self._lock:
-            if self.is_logged_in:
-                return self._streams.status.latest or OFFLINE
-            status = await self._connect_once()
+        try:
+            async with self._lock:
+                if self.is_logged_in:
+                    return self._streams.status.latest or OFFLINE
+                status = await self._connect_once()
+        except asyncio.CancelledError:
+            # The caller gave up (wait_for, a notebook interrupt): do not stay online for it.
+            self._want_online = False
+            raise
         if not status.online:
             self._want_online = False
         return status
@@ -309,6 +346,7 @@ class ConnectionManager:
     async def logout(self, timeout: float) -> None:  # noqa: ASYNC109
         """See ``MIMCUser.logout``."""
         self._want_online = False
+        self._generation += 1  # an attempt in flight notices this after its next await
         if self._reconnector is not None:
             self._reconnector.cancel()
         task = self._reconnect_task
@@ -348,8 +386,13 @@ class ConnectionManager:
         return result  # type: ignore[no-any-return]
 
     async def _connect_once(self) -> StatusChange:
-        """One full attempt: token, session, websocket, BIND. Returns the outcome."""
+        """One full attempt: token, session, websocket, BIND. Returns the outcome.
+
+        A logout or close during the attempt (the generation changed) ends it offline; a
+        cancellation closes the websocket it opened before propagating.
+        """
         loop = self.ensure_loop()
+        generation = self._generation
         try:
             answer = await asyncio.wait_for(self._fetch_token(), self.login_timeout)
         except TokenError as exc:
@@ -372,6 +415,8 @@ class ConnectionManager:
                 )
             )
 
+        if self._generation != generation:
+            return self._aborted()
         session = self._new_session()
         session.login(answer, now=loop.time())
         for event in session.events_received():
@@ -380,7 +425,7 @@ class ConnectionManager:
             if isinstance(event, StatusChange) and not event.online:
                 return self.publish_status(event)
 
-        conn = Connection(session, loop.create_future())
+        conn = Connection(session, loop.create_future(), generation)
         on_events = self._on_events
         transport: TransportLike = self._transport_factory(
             session, self.url, lambda events: on_events(conn, events), self.transport_options
@@ -396,11 +441,23 @@ class ConnectionManager:
                     err_desc=exc.reason,
                 )
             )
+        if self._generation != generation:
+            await transport.close(self.transport_options.close_timeout)
+            return self._aborted()
         conn.transport = transport
         self.conn = conn
         conn.supervisor = loop.create_task(self._supervise(conn), name="mimc-rx supervisor")
         try:
             return await asyncio.wait_for(asyncio.shield(conn.login_waiter), self.login_timeout)
+        except asyncio.CancelledError:
+            # Nobody will use this connection: close it now rather than let it BIND later.
+            if conn.end is None:
+                conn.end = (DisconnectReason.LOGIN_FAILED, "login cancelled")
+            self._generation += 1
+            self._spawn(
+                transport.close(self.transport_options.close_timeout), "mimc-rx cancelled login"
+            )
+            raise
         except TimeoutError:
             conn.end = (DisconnectReason.LOGIN_FAILED, "login timed out")
             await transport.close(self.transport_options.close_timeout)
@@ -412,10 +469,24 @@ class ConnectionManager:
             )
             return self.publish_status(status)
 
+    def _aborted(self) -> StatusChange:
+        return self.publish_status(
+            StatusChange(
+                online=False,
+                err_type="login aborted",
+                err_reason="logout during login",
+                err_desc="logout() or close() was called while the login was in flight",
+            )
+        )
+
     # ------------------------------------------------------------------ events that decide a fate
 
     def on_status(self, conn: Connection, status: StatusChange) -> None:
         """A BIND result from the core: publish it and resolve the login waiter."""
+        if not self._is_current(conn, "a BIND result"):
+            if not conn.login_waiter.done():
+                conn.login_waiter.set_result(status)
+            return
         if status.online:
             conn.bound = True
             self.uuid = conn.session.uuid
@@ -428,13 +499,18 @@ class ConnectionManager:
                 "/".join(p for p in (status.err_type, status.err_reason) if p),
             )
             if conn.transport is not None and self.loop is not None:
-                self.loop.create_task(conn.transport.close(self.transport_options.close_timeout))
+                self._spawn(
+                    conn.transport.close(self.transport_options.close_timeout),
+                    "mimc-rx close refused",
+                )
         self._streams.status.publish(status)
         if not conn.login_waiter.done():
             conn.login_waiter.set_result(status)
 
     def on_kicked(self, conn: Connection, event: Kicked) -> None:
         """KICK (6.14): the connection ends as ``KICKED`` and will not reconnect."""
+        if not self._is_current(conn, "a KICK"):
+            return
         detail = "/".join(p for p in (event.err_type, event.err_reason) if p)
         if event.err_desc:
             detail = f"{detail}: {event.err_desc}" if detail else event.err_desc
@@ -458,6 +534,12 @@ class ConnectionManager:
         if conn.end is None:
             conn.end = (info.reason, info.detail)
         reason, detail = conn.end
+        if not self._is_current(conn, f"the end ({reason.value})"):
+            # A newer connection replaced this one: its fate must not touch the newer one.
+            if not conn.login_waiter.done():
+                conn.login_waiter.set_result(OFFLINE)
+            return
+        stale = conn.generation != self._generation  # logged out or cancelled since
         was_bound = conn.bound
         if not conn.login_waiter.done() or was_bound:
             offline = StatusChange(
@@ -467,11 +549,11 @@ class ConnectionManager:
             if not conn.login_waiter.done():
                 conn.login_waiter.set_result(offline)
         terminal = reason in (DisconnectReason.LOGOUT, DisconnectReason.KICKED)
-        if terminal:
+        if terminal and not stale:
             self._want_online = False
         reconnector = self._get_reconnector()
         will_reconnect = False
-        if self._want_online and not terminal and self.policy.enabled:
+        if self._want_online and not terminal and not stale and self.policy.enabled:
             if was_bound:
                 will_reconnect = True
             elif reconnector.active:  # a reconnect attempt that failed after opening
@@ -487,6 +569,9 @@ class ConnectionManager:
     def _reconnect_due(self, attempt: int) -> None:
         loop = self.loop
         if loop is None or not self._want_online:
+            # Stop the schedule too, so a later connection loss can start a new one.
+            if self._reconnector is not None:
+                self._reconnector.cancel()
             return
         self._reconnect_task = loop.create_task(
             self._reconnect(attempt), name=f"mimc-rx reconnect {attempt}"

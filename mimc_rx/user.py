@@ -44,7 +44,7 @@ from .connection import (
     default_transport_factory,
 )
 from .dispatch import EventRouter
-from .errors import LoginError, NotLoggedIn
+from .errors import ConnectionClosed, LoginError, NotLoggedIn
 from .http import PRODUCTION_WS_URL, TokenFetcher, TopicClient, UCTopicClient, http_base_from_ws_url
 from .payload import P2P_LIMIT, UC_LIMIT, encode_payload
 from .protocol.events import (
@@ -308,8 +308,11 @@ class MIMCUser:
 
     async def close(self) -> None:
         """Log out if needed and end every stream (the object is not used again)."""
-        await self.logout()
-        self._streams.complete()
+        try:
+            await self.logout()
+        finally:
+            self._acks.fail_all(ConnectionClosed("the user was closed"))
+            self._streams.complete()
 
     async def __aenter__(self) -> Self:
         status = await self.login()

@@ -136,6 +136,7 @@ class FakeTransport:
         self.net, self.session, self.on_events = net, session, on_events
         self.open_ = False
         self.wakes = 0
+        self.closes = 0
         self._done: asyncio.Future[CloseInfo] = asyncio.get_running_loop().create_future()
 
     @property
@@ -177,7 +178,9 @@ class FakeTransport:
         return await asyncio.shield(self._done)
 
     async def close(self, timeout: float | None = None) -> CloseInfo:  # noqa: ASYNC109
-        self.drop(DisconnectReason.SERVER_CLOSED, by_us=True)
+        self.closes += 1
+        if self.net.close_drops:
+            self.drop(DisconnectReason.SERVER_CLOSED, by_us=True)
         return await self.wait_closed()
 
 
@@ -190,6 +193,8 @@ class FakeNet:
         self.bind_results: list[StatusChange | None] = []
         self.connect_errors: list[str] = []
         self.close_on_logout = True
+        self.close_drops = True
+        """False: ``close()`` waits for a ``drop()`` the test does (a slow closing handshake)."""
 
     def session_factory(self, app_id: int, app_account: str, resource: str) -> FakeSession:
         session = FakeSession(app_id, app_account, resource)
