@@ -108,6 +108,8 @@ class ServerConfig:
         max_outbound_bytes: the same limit counted in bytes (8 MiB): a few thousand large
             frames would otherwise hold tens of megabytes for one stalled client.
         send_timeout: seconds one websocket write may take before the connection is given up.
+        max_request_body: the largest HTTP request body read, in bytes; a larger one is refused
+            with ``code`` 413 in the JSON envelope.
         sync_full: use ``PRAGMA synchronous=FULL`` (survives power loss) instead of ``NORMAL``
             (survives a crash of the server process, the documented guarantee).
         clock: wall clock in seconds since the epoch; tests inject a fake one to expire tokens.
@@ -132,6 +134,7 @@ class ServerConfig:
     max_outbound_frames: int = 100_000
     max_outbound_bytes: int = 8 * 1024 * 1024
     send_timeout: float = 30.0
+    max_request_body: int = 1024 * 1024
     sync_full: bool = False
     clock: Callable[[], float] = field(default=time.time)
     challenges: Callable[[], str] | None = None

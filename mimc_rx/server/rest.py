@@ -32,10 +32,37 @@ __all__ = [
     "caller",
     "hub_of",
     "json_body",
+    "parse_id",
     "success",
 ]
 
 log = logging.getLogger(__name__)
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_MAX_INT_TEXT = 21  # "-9223372036854775808" and a little slack; longer text is not an int64
+
+
+def parse_id(value: Any, name: str) -> int:
+    """A client-supplied id or integer: a JSON int or a decimal string, in signed 64-bit range.
+
+    Why: every id and time the APIs accept ends in SQLite (signed 64-bit) or in arithmetic; a
+    bool, a float (including the NaN and Infinity Python's JSON reader accepts), a 30-digit
+    number or garbage must be a 400 refusal, never an OverflowError answered as 500.
+
+    Raises:
+        ApiError: 400 naming ``name`` when the value is not such an integer.
+    """
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and len(value.strip()) <= _MAX_INT_TEXT:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+    if number is None or not _INT64_MIN <= number <= _INT64_MAX:
+        raise ApiError(400, f"{name} must be a 64-bit integer")
+    return number
 
 
 def success(data: Any = None) -> JSONResponse:
@@ -69,14 +96,40 @@ def caller(request: Request) -> Caller:
     return hub_of(request).tokens.authenticate(request.headers)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _read_body(request: Request) -> bytes:
+    # Read at most max_request_body bytes, whatever Content-Length claims (or omits).
+    limit = hub_of(request).config.max_request_body
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the body may be at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the body may be at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object; an empty body is ``{}``. ApiError 400 when not an object."""
-    raw = await request.body()
+    """The request's JSON object; an empty body is ``{}``.
+
+    Raises:
+        ApiError: 400 when the body is not a JSON object (NaN and Infinity are not JSON, and a
+            nesting too deep for the parser is refused too); 413 when it is larger than
+            ``ServerConfig.max_request_body``.
+    """
+    raw = await _read_body(request)
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except ValueError:
+        body = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
         raise ApiError(400, "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")

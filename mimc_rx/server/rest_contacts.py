@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from mimc_rx.server.auth import ApiError, Caller
 from mimc_rx.server.hub import Hub
-from mimc_rx.server.rest import caller, hub_of, success
+from mimc_rx.server.rest import caller, hub_of, parse_id, success
 from mimc_rx.server.storage import Contact, MessageKind
 
 __all__ = ["contact_list", "routes"]
@@ -87,10 +87,7 @@ async def _delete_p2p(request: Request) -> Response:
 async def _delete_p2t(request: Request) -> Response:
     who = caller(request)
     hub = hub_of(request)
-    try:
-        topic_id = int(request.query_params.get("topicId", ""))
-    except ValueError:
-        raise ApiError(400, "the topicId parameter must be an integer") from None
+    topic_id = parse_id(request.query_params.get("topicId", ""), "the topicId parameter")
     hub.store.hide_contact(who.user.uuid, MessageKind.P2T, topic_id)
     hub.flush()
     return success(contact_list(hub, who))

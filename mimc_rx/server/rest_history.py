@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mimc_rx.server.auth import ApiError, Caller
-from mimc_rx.server.rest import caller, hub_of, json_body, success
+from mimc_rx.server.rest import caller, hub_of, json_body, parse_id, success
 from mimc_rx.server.storage import StoredMessage
 
 __all__ = ["MAX_TIME_RANGE_MS", "routes"]
@@ -36,13 +36,7 @@ MAX_TIME_RANGE_MS = 24 * 3600 * 1000
 
 
 def _int(body: dict[str, Any], name: str) -> int:
-    value = body.get(name)
-    if isinstance(value, bool):
-        value = None
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ApiError(400, f"{name} must be an integer") from None
+    return parse_id(body.get(name), name)
 
 
 def _check_app(body: dict[str, Any], who: Caller) -> None:

@@ -35,7 +35,7 @@ from mimc_rx.server.auth import ApiError
 from mimc_rx.server.config import AppConfig
 from mimc_rx.server.hub import Hub
 from mimc_rx.server.push import push_p2p, push_p2t
-from mimc_rx.server.rest import hub_of, json_body, success
+from mimc_rx.server.rest import hub_of, json_body, parse_id, success
 from mimc_rx.server.storage import Topic
 
 __all__ = ["MAX_TARGETS", "routes"]
@@ -83,12 +83,7 @@ def _targets(body: dict[str, Any], name: str) -> list[Any]:
 
 
 def _topic(hub: Hub, app: AppConfig, value: Any) -> Topic:
-    if isinstance(value, bool):
-        value = None
-    try:
-        topic_id = int(value)
-    except (TypeError, ValueError):
-        raise ApiError(400, "a topic id must be an integer") from None
+    topic_id = parse_id(value, "a topic id")
     topic = hub.store.topics.get(topic_id)
     if topic is None or topic.app_id != app.app_id:
         raise ApiError(404, f"topic {topic_id} not found")

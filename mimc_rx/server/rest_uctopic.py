@@ -12,18 +12,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mimc_rx.server.auth import ApiError, Caller
-from mimc_rx.server.rest import caller, hub_of, json_body, success
+from mimc_rx.server.rest import caller, hub_of, json_body, parse_id, success
 from mimc_rx.server.storage import UCTopic
 
 __all__ = ["routes"]
 
 
 def _topic_from_header(request: Request, who: Caller) -> UCTopic:
-    raw = request.headers.get("topicId", "")
-    try:
-        topic_id = int(raw)
-    except ValueError:
-        raise ApiError(400, "the topicId header is required") from None
+    topic_id = parse_id(request.headers.get("topicId", ""), "the topicId header")
     topic = hub_of(request).store.uc_topics.get(topic_id)
     if topic is None or topic.app_id != who.app.app_id:
         raise ApiError(404, "topic not found")
