@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
@@ -59,13 +60,25 @@ class LoopThread:
         self.loop.run_forever()
 
     def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
-        """Run a coroutine on the loop and block until it finishes (or ``timeout``)."""
+        """Run a coroutine on the loop and block until it finishes (or ``timeout``).
+
+        Raises:
+            RuntimeError: called from the loop thread itself (it would deadlock); the
+                coroutine is closed first, so no "never awaited" warning follows.
+        """
         if threading.current_thread() is self._thread:
+            coro.close()
             raise RuntimeError("LoopThread.run() called from its own loop thread would deadlock")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """Call a plain function on the loop thread and return its result (or raise its error)."""
+        """Call a plain function on the loop thread and return its result (or raise its error).
+
+        Called from the loop thread itself (a subscriber, which runs there), ``fn`` runs
+        directly: that is where it would run anyway, and waiting for the loop would deadlock.
+        """
+        if threading.current_thread() is self._thread:
+            return fn(*args, **kwargs)
 
         async def invoke() -> _T:
             return fn(*args, **kwargs)
@@ -105,13 +118,26 @@ class SyncMIMCUser:
     ) -> None:
         self._owns_thread = loop_thread is None
         self.runner = loop_thread or LoopThread()
-        self.user: MIMCUser = self.runner.call(MIMCUser, app_account, **kwargs)
+        try:
+            self.user: MIMCUser = self.runner.call(MIMCUser, app_account, **kwargs)
+        except BaseException:
+            if self._owns_thread:
+                self.runner.stop()  # nobody else can stop the thread we just started
+            raise
 
     def _run(self, awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
         async def wrapper() -> _T:
             return await awaitable
 
-        return self.runner.run(wrapper(), timeout)
+        try:
+            return self.runner.run(wrapper(), timeout)
+        except BaseException:
+            # Refused before it ran (called from the loop thread): no "never awaited" warning.
+            if inspect.iscoroutine(awaitable) and (
+                inspect.getcoroutinestate(awaitable) == inspect.CORO_CREATED
+            ):
+                awaitable.close()
+            raise
 
     # lifecycle --------------------------------------------------------------
 

@@ -72,7 +72,9 @@ class TransportOptions:
             None turns them off.
         ping_timeout: seconds to wait for the pong before the connection counts as dead.
         close_timeout: seconds to wait for the closing handshake.
-        max_size: the largest message accepted, in bytes.
+        max_size: the largest message accepted, in bytes (None: no limit). A COMPOUND of
+            stored messages can be large, so the default is generous (16 MiB); a bigger
+            message fails the connection with close code 1009.
         proxy: websockets' proxy setting: True follows the environment, None connects directly.
     """
 
@@ -80,7 +82,7 @@ class TransportOptions:
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     close_timeout: float = 2.0
-    max_size: int = 1 << 20
+    max_size: int | None = 16 << 20
     proxy: str | Literal[True] | None = None
 
 
@@ -255,6 +257,11 @@ class WebSocketTransport:
                 self._arm_timer()
         except WsConnectionClosed:
             return  # the reader sees the same close and reports it
+        except Exception:
+            # A bug below us (or in the session) must not leave a connection that looks open
+            # but never sends: kill it, so the reader (and the supervisor) see it end.
+            log.exception("writer failed; dropping the connection")
+            ws.transport.abort()
 
     async def _read(self) -> None:
         assert self._ws is not None
@@ -281,6 +288,27 @@ class WebSocketTransport:
             self._finish(error)
 
     def _finish(self, error: BaseException | None) -> None:
+        info = CloseInfo(reason=DisconnectReason.CONNECTION_LOST, by_us=self._by_us)
+        try:
+            info = self._describe_end(error)
+            self._close_info = info
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._writer is not None and not self._writer.done():
+                self._writer.cancel()
+            self.session.receive_eof()
+            self._publish()
+        except Exception:
+            log.exception("ending the session failed")
+        finally:
+            # Whatever failed above, whoever waits for the end (logout, the supervisor) wakes.
+            if self._close_info is None:
+                self._close_info = info
+            if self._done is not None and not self._done.done():
+                self._done.set_result(info)
+
+    def _describe_end(self, error: BaseException | None) -> CloseInfo:
         assert self._ws is not None
         ws = self._ws
         code, detail = ws.close_code, ws.close_reason or ""
@@ -294,19 +322,18 @@ class WebSocketTransport:
             reason = DisconnectReason.SERVER_CLOSED
         else:
             reason = DisconnectReason.CONNECTION_LOST
-        if not detail and error is not None and not isinstance(error, WsConnectionClosed):
+        if not detail and isinstance(error, WsConnectionClosed):
+            # Say why, e.g. "1009 (message too big) frame exceeds limit": rcvd is the peer's
+            # close frame, sent ours (websockets fails the connection itself on a big message).
+            frame = error.rcvd if error.rcvd is not None and error.rcvd.reason else error.sent
+            frame = frame or error.rcvd
+            if frame is not None:
+                detail = str(frame)
+                if code is None or code == CloseCode.ABNORMAL_CLOSURE:
+                    code = frame.code
+        elif not detail and error is not None:
             detail = describe_exception(error)
-        info = CloseInfo(reason=reason, detail=detail, code=code, by_us=self._by_us)
-        self._close_info = info
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
-        self.session.receive_eof()
-        self._publish()
-        if self._done is not None and not self._done.done():
-            self._done.set_result(info)
+        return CloseInfo(reason=reason, detail=detail, code=code, by_us=self._by_us)
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else ("closed" if self._close_info else "new")

@@ -199,3 +199,61 @@ async def test_bad_url_is_our_connection_closed() -> None:
     transport = WebSocketTransport(ScriptedSession(), "http://not-a-ws-url/", lambda e: None)
     with pytest.raises(ConnectionClosed):
         await transport.open()
+
+
+async def test_default_max_size_fits_a_large_compound() -> None:
+    # A COMPOUND of stored messages can exceed 1 MiB; the default must not refuse it.
+    limit = TransportOptions().max_size
+    assert limit is None or limit >= 16 << 20
+
+
+async def test_a_too_big_message_says_why_the_connection_closed(recorder: Any) -> None:
+    url, _, conns = recorder
+    transport, _ = await open_transport(ScriptedSession(), url, max_size=1000)
+    await eventually(lambda: conns)
+    await conns[0].send(b"x" * 2000)
+    info = await asyncio.wait_for(transport.wait_closed(), TIMEOUT)
+    assert info.code == 1009
+    assert "1009" in info.detail
+    assert "too big" in info.detail
+
+
+class _BrokenWriterSession(ScriptedSession):
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+
+    def data_to_send(self) -> list[bytes]:
+        if self.broken:
+            raise RuntimeError("encoder bug")
+        return super().data_to_send()
+
+
+async def test_a_writer_failure_ends_the_connection(
+    recorder: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, _, conns = recorder
+    session = _BrokenWriterSession()
+    transport, _ = await open_transport(session, url)
+    await eventually(lambda: conns)
+    session.broken = True
+    transport.wake()
+    info = await asyncio.wait_for(transport.wait_closed(), TIMEOUT)
+    assert info.reason is DisconnectReason.CONNECTION_LOST
+    assert not transport.is_open
+    assert "writer failed" in caplog.text
+
+
+class _BadEofSession(ScriptedSession):
+    def receive_eof(self) -> None:
+        raise RuntimeError("eof bug")
+
+
+async def test_a_failing_receive_eof_still_reports_the_end(recorder: Any) -> None:
+    url, _, conns = recorder
+    transport, _ = await open_transport(_BadEofSession(), url)
+    await eventually(lambda: conns)
+    await conns[0].close(1000, "bye")
+    info = await asyncio.wait_for(transport.wait_closed(), TIMEOUT)
+    assert info.reason is DisconnectReason.SERVER_CLOSED
+    assert not transport.is_open
