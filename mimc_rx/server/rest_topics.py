@@ -126,8 +126,15 @@ async def _invite(request: Request) -> Response:
     if not accounts:
         raise ApiError(400, "accounts is required")
     store = hub.store
+    # Count before creating anyone: a refused invite must leave no new users behind.
+    members = set(topic.members)
+    joining = set()
+    for account in accounts:
+        known = store.find_user(who.app.app_id, account)
+        if known is None or known.uuid not in members:
+            joining.add(account)
+    _check_limit(hub, len(members) + len(joining))
     uuids = [store.ensure_user(who.app.app_id, a).uuid for a in accounts]
-    _check_limit(hub, len(set(topic.members) | set(uuids)))
     store.add_members(topic, uuids, now_ms=hub.config.now_ms())
     hub.flush()
     return success(topic_with_members(hub, topic))

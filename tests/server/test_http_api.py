@@ -275,3 +275,33 @@ async def test_uctopic_lifecycle(http: httpx.AsyncClient) -> None:
     assert (await http.delete("/api/uctopic", headers={**as_alice, "topicId": topic_id})).json()[
         "code"
     ] == 404
+
+
+async def test_refused_invite_creates_no_users(
+    server: LocalServer, http: httpx.AsyncClient
+) -> None:
+    # The fixture's server allows 5 members: alice + 3, then an invite of 2 newcomers is refused.
+    alice = await login_http(http, "alice")
+    headers = {"token": alice.token}
+    ok = (
+        await http.post(_topic_url(), headers=headers, json={"topicName": "t", "accounts": "a,b,c"})
+    ).json()
+    topic_id = ok["data"]["topicInfo"]["topicId"]
+    refused = (
+        await http.post(
+            _topic_url(topic_id, "/accounts"), headers=headers, json={"accounts": "new1,new2"}
+        )
+    ).json()
+    assert refused["code"] == 400, refused
+    assert server.hub is not None
+    store = server.hub.store
+    assert store.find_user(APP.app_id, "new1") is None
+    assert store.find_user(APP.app_id, "new2") is None
+    # Members already in count once: re-inviting them with one newcomer fits (4 + 1 = 5).
+    fits = (
+        await http.post(
+            _topic_url(topic_id, "/accounts"), headers=headers, json={"accounts": "a,b,new1"}
+        )
+    ).json()
+    assert fits["code"] == 200, fits
+    assert len(fits["data"]["members"]) == 5
