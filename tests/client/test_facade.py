@@ -11,6 +11,7 @@ from reactivex.testing import TestScheduler
 
 from mimc_rx.errors import LoginError, NotLoggedIn, PayloadTooLarge, SendTimeout, TokenError
 from mimc_rx.protocol.events import (
+    ClientEvent,
     Kicked,
     P2PMessage,
     P2TMessage,
@@ -226,7 +227,7 @@ async def test_messages_are_dispatched_by_kind_and_deduplicated(net: FakeNet) ->
         topic_id=8,
         payload=b"x",
     )
-    events = [
+    events: list[ClientEvent] = [
         p2p(1),
         p2p(2),
         p2p(1),

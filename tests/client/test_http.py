@@ -139,9 +139,12 @@ async def test_uctopic_failures_are_server_errors(response: httpx.Response) -> N
 
 async def test_uctopic_without_token_is_refused_before_any_request() -> None:
     calls: list[object] = []
-    api = UCTopicClient(
-        "http://h", lambda: None, client=client(lambda r: calls.append(r) or ok(None))
-    )
+
+    def record(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return ok(None)
+
+    api = UCTopicClient("http://h", lambda: None, client=client(record))
     with pytest.raises(ServerError, match="no token"):
         await api.topics()
     assert calls == []

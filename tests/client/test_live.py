@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -381,3 +382,32 @@ async def test_auto_pull_fetches_the_backlog(small_backlog_server: LocalServer) 
     assert len(notes) == 1
     assert sorted(got) == sorted(f"backlog {i}" for i in range(8))
     await offline(alice, bob)
+
+
+async def test_a_cancelled_login_does_not_haunt_the_retry(server: LocalServer) -> None:
+    # A caller's wait_for (or a notebook interrupt) cancels login() after the socket opened;
+    # the retry with the same resource must stay online and keep reconnecting.
+    answer = await server.token_fetcher("carol")()
+
+    async def fast() -> Any:
+        return answer
+
+    user = make(server, "carol", fast)
+    drops: list[Disconnected] = []
+    user.disconnects.subscribe(drops.append)
+    first = asyncio.create_task(user.login())
+    await eventually(lambda: user.is_connected)
+    first.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    await online(user)
+    await eventually(lambda: len(server.hub.connections) == 1)
+    await asyncio.sleep(0.05)  # let a late KICK of the orphan arrive, if there is one
+    assert user.is_logged_in
+    assert user.current_status == StatusChange(online=True)
+    assert DisconnectReason.KICKED not in [d.reason for d in drops]
+    for conn in list(server.hub.connections):
+        conn.close(1011, "test drop")
+    await eventually(lambda: any(d.will_reconnect for d in drops))
+    await eventually(lambda: user.is_logged_in)
+    await user.close()

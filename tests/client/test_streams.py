@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from mimc_rx.protocol.events import StatusChange
 from mimc_rx.streams import OFFLINE, StreamHub, UserStreams
 
@@ -34,7 +36,7 @@ def test_user_streams_start_offline_and_complete_every_stream() -> None:
     assert streams.status.latest == OFFLINE
     ended: list[str] = []
     for hub in streams.all():
-        hub.observable.subscribe(on_completed=lambda name=hub.name: ended.append(name))
+        hub.observable.subscribe(on_completed=functools.partial(ended.append, hub.name))
     streams.status.publish(StatusChange(online=True))
     streams.complete()
     assert ended[0] == "status"
