@@ -401,12 +401,14 @@ async def test_a_cancelled_login_does_not_haunt_the_retry(server: LocalServer) -
     with contextlib.suppress(asyncio.CancelledError):
         await first
     await online(user)
-    await eventually(lambda: len(server.hub.connections) == 1)
+    hub = server.hub
+    assert hub is not None
+    await eventually(lambda: len(hub.connections) == 1)
     await asyncio.sleep(0.05)  # let a late KICK of the orphan arrive, if there is one
     assert user.is_logged_in
     assert user.current_status == StatusChange(online=True)
     assert DisconnectReason.KICKED not in [d.reason for d in drops]
-    for conn in list(server.hub.connections):
+    for conn in list(hub.connections):
         conn.close(1011, "test drop")
     await eventually(lambda: any(d.will_reconnect for d in drops))
     await eventually(lambda: user.is_logged_in)
