@@ -69,6 +69,10 @@ class Connection:
         self.last_seen = self._loop.time()
         self._out: deque[bytes] = deque()
         self._out_bytes = 0  # bytes in self._out, against ServerConfig.max_outbound_bytes
+        # Loop time when the write in progress started (None between writes); the hub's sweep
+        # closes a connection whose write takes longer than ServerConfig.send_timeout. A
+        # watchdog rather than a timeout per write keeps timer handles off the hot path.
+        self._sending_since: float | None = None
         self._wakeup = asyncio.Event()
         self._close: tuple[int, str] | None = None
         self._writer = self._loop.create_task(self._write_forever())
@@ -174,32 +178,43 @@ class Connection:
         """Bytes of frames waiting for the writer or being written."""
         return self._out_bytes
 
+    def check_writer(self, now: float) -> None:
+        """Close the connection when one write has been blocked past ``send_timeout``.
+
+        Called by the hub's sweep. A reader that takes nothing for that long is gone or stuck:
+        its queue is dropped (stored messages are redelivered at its next login) and the
+        blocked write is cancelled.
+        """
+        since = self._sending_since
+        if since is None or now - since <= self.hub.config.send_timeout:
+            return
+        log.warning("%s: a write stalled for %.0f s; closing", self, now - since)
+        self._out.clear()
+        self._out_bytes = 0
+        self.close(1008, "write stalled")
+        self._writer.cancel()
+
     async def _write_forever(self) -> None:
-        out, send = self._out, self._send
-        timeout = self.hub.config.send_timeout
+        out, send, clock = self._out, self._send, self._loop.time
         try:
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
                 while out:
                     frame = out.popleft()
-                    async with asyncio.timeout(timeout):
-                        await send({"type": "websocket.send", "bytes": frame})
+                    self._sending_since = clock()
+                    await send({"type": "websocket.send", "bytes": frame})
+                    self._sending_since = None
                     if out or self._out_bytes:  # not reset by a close meanwhile
                         self._out_bytes -= len(frame)
                 if self._close is not None:
                     code, reason = self._close
-                    async with asyncio.timeout(timeout):
-                        await send({"type": "websocket.close", "code": code, "reason": reason})
+                    self._sending_since = clock()
+                    await send({"type": "websocket.close", "code": code, "reason": reason})
+                    self._sending_since = None
                     return
         except asyncio.CancelledError:
             raise
-        except TimeoutError:
-            # A reader that takes nothing for this long is gone or stuck; stop writing to it.
-            log.warning("%s: a write stalled for %.0f s; closing", self, timeout)
-            self._out.clear()
-            self._out_bytes = 0
-            self.close(1008, "write stalled")
         except Exception as exc:  # the peer went away while we were writing
             log.debug("%s: write failed: %r", self, exc)
             self.close(1006, "write failed")

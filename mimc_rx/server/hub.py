@@ -587,13 +587,14 @@ class Hub:
 
     async def _sweep_forever(self) -> None:
         idle = self.config.idle_timeout
-        period = max(0.05, min(idle / 4, 30.0))
+        period = max(0.05, min(idle / 4, self.config.send_timeout / 2, 30.0))
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
             now = loop.time()
             for conn in list(self.connections):
                 try:
+                    conn.check_writer(now)
                     if now - conn.last_seen > idle:
                         log.info("%s: idle for %.0f s; closing", conn, now - conn.last_seen)
                         conn.close(1000, "idle timeout")

@@ -99,6 +99,7 @@ async def _stalled_connection(server: LocalServer) -> tuple[Connection, _StubSes
         await never.wait()
 
     conn = Connection(server.hub, stalled_send, "stalled")
+    server.hub.attach(conn)  # as the gateway does: the hub's sweep watches its writes
     stub = _StubSession()
     conn.session = stub  # type: ignore[assignment]
     return conn, stub
