@@ -416,26 +416,19 @@ class Hub:
         if error:
             self._ack(conn, event.packet_id, 0, now_ms, error)
             return
-        store = self.store
-        recipient = store.ensure_user(app.app_id, event.to_account)
-        sender_seq = store.next_user_sequence(user, now_ms)
-        seq = sender_seq if recipient is user else store.next_user_sequence(recipient, now_ms)
-        if event.is_store:
-            message_id = store.add_message(
-                kind=MessageKind.P2P,
-                app_id=app.app_id,
-                packet_id=event.packet_id,
-                package=app.package,
-                sender=user,
-                from_resource=conn.resource,
-                payload=event.payload,
-                biz_type=event.biz_type,
-                ts=now_ms,
-                sender_seq=sender_seq,
-                to_user=recipient,
-                to_resource=event.to_resource,
-            )
-            store.add_inbox(((recipient.uuid, seq, message_id),))
+        recipient = self.store.ensure_user(app.app_id, event.to_account)
+        sender_seq, seq = self.store.record_p2p(
+            app=app,
+            packet_id=event.packet_id,
+            sender=user,
+            from_resource=conn.resource,
+            recipient=recipient,
+            payload=event.payload,
+            biz_type=event.biz_type,
+            ts=now_ms,
+            persist=event.is_store,
+            to_resource=event.to_resource,
+        )
         sessions = self._bound.get(recipient.uuid)
         if sessions:
             item = Delivery(
@@ -473,33 +466,19 @@ class Hub:
         if error or topic is None:
             self._ack(conn, event.packet_id, 0, now_ms, error)
             return
-        store = self.store
-        sender_seq = store.next_user_sequence(user, now_ms)
-        message_id = 0
-        if event.is_store:
-            message_id = store.add_message(
-                kind=MessageKind.P2T,
-                app_id=app.app_id,
-                packet_id=event.packet_id,
-                package=app.package,
-                sender=user,
-                from_resource=conn.resource,
-                payload=event.payload,
-                biz_type=event.biz_type,
-                ts=now_ms,
-                sender_seq=sender_seq,
-                topic_id=topic.topic_id,
-            )
-        inbox: list[tuple[int, int, int]] = []
+        sender_seq, sequences = self.store.record_p2t(
+            app=app,
+            packet_id=event.packet_id,
+            sender=user,
+            from_resource=conn.resource,
+            topic=topic,
+            payload=event.payload,
+            biz_type=event.biz_type,
+            ts=now_ms,
+            persist=event.is_store,
+        )
         bound = self._bound
-        users = store.users
-        for member in topic.members:
-            if member == user.uuid:
-                seq = sender_seq
-            else:
-                seq = store.next_user_sequence(users[member], now_ms)
-                if message_id:
-                    inbox.append((member, seq, message_id))
+        for member, seq in sequences:
             sessions = bound.get(member)
             if not sessions:
                 continue
@@ -518,8 +497,6 @@ class Hub:
             for target in sessions.values():
                 if target is not conn:
                     self._deliver(target, item)
-        if inbox:
-            store.add_inbox(inbox)
         self._ack(conn, event.packet_id, sender_seq, now_ms)
 
     # ------------------------------------------------------------------ unlimited groups (6.12)

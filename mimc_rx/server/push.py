@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from mimc_rx.protocol.events import Delivery, DeliveryKind, PacketId, Peer
 from mimc_rx.server.config import AppConfig
 from mimc_rx.server.hub import compound_chunks
-from mimc_rx.server.storage import MessageKind, Topic, User
+from mimc_rx.server.storage import Topic, User
 
 if TYPE_CHECKING:
     from mimc_rx.server.gateway import Connection
@@ -72,22 +72,16 @@ def push_p2p(
     out: dict[Connection, list[Delivery]] = {}
     for recipient in recipients:
         packet_id = new_packet_id()
-        sender_seq = store.next_user_sequence(sender, now_ms)
-        seq = sender_seq if recipient is sender else store.next_user_sequence(recipient, now_ms)
-        message_id = store.add_message(
-            kind=MessageKind.P2P,
-            app_id=app.app_id,
+        _, seq = store.record_p2p(
+            app=app,
             packet_id=packet_id,
-            package=app.package,
             sender=sender,
             from_resource=from_resource,
+            recipient=recipient,
             payload=payload,
             biz_type=biz_type,
             ts=now_ms,
-            sender_seq=sender_seq,
-            to_user=recipient,
         )
-        store.add_inbox(((recipient.uuid, seq, message_id),))
         item = Delivery(
             kind=DeliveryKind.P2P,
             packet_id=packet_id,
@@ -134,27 +128,17 @@ def push_p2t(
     out: dict[Connection, list[Delivery]] = {}
     for topic in topics:
         packet_id = new_packet_id()
-        sender_seq = store.next_user_sequence(sender, now_ms)
-        message_id = store.add_message(
-            kind=MessageKind.P2T,
-            app_id=app.app_id,
+        _, sequences = store.record_p2t(
+            app=app,
             packet_id=packet_id,
-            package=app.package,
             sender=sender,
             from_resource=from_resource,
+            topic=topic,
             payload=payload,
             biz_type=biz_type,
             ts=now_ms,
-            sender_seq=sender_seq,
-            topic_id=topic.topic_id,
         )
-        inbox: list[tuple[int, int, int]] = []
-        for member in topic.members:
-            if member == sender.uuid:
-                seq = sender_seq
-            else:
-                seq = store.next_user_sequence(store.users[member], now_ms)
-                inbox.append((member, seq, message_id))
+        for member, seq in sequences:
             item = Delivery(
                 kind=DeliveryKind.P2T,
                 packet_id=packet_id,
@@ -170,7 +154,6 @@ def push_p2t(
             for conn in hub.sessions_of(member):
                 if member != sender.uuid or conn.resource != from_resource:
                     out.setdefault(conn, []).append(item)
-        store.add_inbox(inbox)
         ids.append(packet_id)
     _commit_and_deliver(hub, out)
     return ids

@@ -38,6 +38,7 @@ from mimc_rx.server.storage.records import (
     Contact,
     MessageKind,
     StoredMessage,
+    Topic,
     User,
     new_security_key,
     next_sequence,
@@ -397,6 +398,90 @@ class Store(GroupStore):
     def add_inbox(self, entries: Iterable[tuple[int, int, int]]) -> None:
         """Add (recipient uuid, recipient sequence, message id) rows."""
         self._pending_inbox.extend(entries)
+
+    def record_p2p(
+        self,
+        *,
+        app: AppConfig,
+        packet_id: str,
+        sender: User,
+        from_resource: str,
+        recipient: User,
+        payload: bytes,
+        biz_type: str,
+        ts: int,
+        persist: bool = True,
+        to_resource: str = "",
+    ) -> tuple[int, int]:
+        """Sequence a P2P message in both users' spaces (6.15) and, if ``persist``, store it.
+
+        Returns ``(sender_seq, recipient_seq)``; they are the same when a user writes to itself.
+        """
+        sender_seq = self.next_user_sequence(sender, ts)
+        seq = sender_seq if recipient is sender else self.next_user_sequence(recipient, ts)
+        if persist:
+            message_id = self.add_message(
+                kind=MessageKind.P2P,
+                app_id=app.app_id,
+                packet_id=packet_id,
+                package=app.package,
+                sender=sender,
+                from_resource=from_resource,
+                payload=payload,
+                biz_type=biz_type,
+                ts=ts,
+                sender_seq=sender_seq,
+                to_user=recipient,
+                to_resource=to_resource,
+            )
+            self._pending_inbox.append((recipient.uuid, seq, message_id))
+        return sender_seq, seq
+
+    def record_p2t(
+        self,
+        *,
+        app: AppConfig,
+        packet_id: str,
+        sender: User,
+        from_resource: str,
+        topic: Topic,
+        payload: bytes,
+        biz_type: str,
+        ts: int,
+        persist: bool = True,
+    ) -> tuple[int, list[tuple[int, int]]]:
+        """Sequence a group message in every member's space and, if ``persist``, store it.
+
+        Returns the sender's sequence and ``(member uuid, member sequence)`` for every member,
+        the sender included (with the sender's sequence), in membership order.
+        """
+        sender_seq = self.next_user_sequence(sender, ts)
+        message_id = 0
+        if persist:
+            message_id = self.add_message(
+                kind=MessageKind.P2T,
+                app_id=app.app_id,
+                packet_id=packet_id,
+                package=app.package,
+                sender=sender,
+                from_resource=from_resource,
+                payload=payload,
+                biz_type=biz_type,
+                ts=ts,
+                sender_seq=sender_seq,
+                topic_id=topic.topic_id,
+            )
+        users, inbox = self.users, self._pending_inbox
+        sequences: list[tuple[int, int]] = []
+        for member in topic.members:
+            if member == sender.uuid:
+                seq = sender_seq
+            else:
+                seq = self.next_user_sequence(users[member], ts)
+                if persist:
+                    inbox.append((member, seq, message_id))
+            sequences.append((member, seq))
+        return sender_seq, sequences
 
     def backlog_summary(self, uuid: int, after: int) -> tuple[int, int, int]:
         """(count, min sequence, max sequence) of a user's stored messages above ``after``."""
