@@ -49,7 +49,7 @@ from mimc_rx.protocol.codec import (
     HeaderTemplate,
     MIMCGroup,
     MIMCPacket,
-    MIMCUser,
+    WireUser,
 )
 from mimc_rx.protocol.crypto import PayloadCipher, bind_signature
 from mimc_rx.protocol.events import (
@@ -176,7 +176,7 @@ class ClientSession:
         self._token: TokenInfo | None = None
         self._cipher: PayloadCipher | None = None  # the key decoded once (PROTOCOL.md 5)
         self._secmsg_header: HeaderTemplate | None = None  # c2s SECMSG headers, from login on
-        self._me_cache: MIMCUser | None = None
+        self._me_cache: WireUser | None = None
         self._challenge: str | None = None
         self._events: list[ClientEvent] = []
         self._out: list[bytes] = []
@@ -349,7 +349,7 @@ class ClientSession:
         data = check_payload(payload, P2P_TEXT_LIMIT)
         message = codec.MIMCP2PMessage(
             sender=self._me(),
-            to=MIMCUser(app_id=self._app_id, app_account=to_account),  # 6.6: appId + account
+            to=WireUser(app_id=self._app_id, app_account=to_account),  # 6.6: appId + account
             payload=data,
             is_store=is_store,
             biz_type=biz_type or None,  # 6.6: absent on the wire when not given
@@ -566,7 +566,7 @@ class ClientSession:
                     BadPacket(reason="bad-packet", packet_id=packet_id, detail=error)
                 )
             case codec.MIMCP2PMessage() if self._seen.add(sequence):  # 6.8 step 4, 5
-                sender, to = body.sender or MIMCUser(), body.to or MIMCUser()
+                sender, to = body.sender or WireUser(), body.to or WireUser()
                 self._events.append(
                     P2PMessage(
                         packet_id=packet_id,
@@ -582,7 +582,7 @@ class ClientSession:
                     )
                 )
             case codec.MIMCP2TMessage() if self._seen.add(sequence):
-                sender, group = body.sender or MIMCUser(), body.to or MIMCGroup()
+                sender, group = body.sender or WireUser(), body.to or MIMCGroup()
                 self._events.append(
                     P2TMessage(
                         packet_id=packet_id,
@@ -601,7 +601,7 @@ class ClientSession:
 
     def _on_uc_packet(self, packet: MIMCPacket, uc: codec_uc.UCPacket) -> None:
         assert self._token is not None
-        user = uc.user or MIMCUser()
+        user = uc.user or WireUser()
         # 6.12, 10.11: the SDK drops a UC packet only when uuid AND resource both differ.
         if user.uuid != self._token.uuid and (user.resource or "") != self._resource:
             self._events.append(
@@ -654,11 +654,11 @@ class ClientSession:
             raise NotLoggedIn(command)
         raise LocalProtocolError(f"cannot {command} while {self._state.name}")
 
-    def _me(self) -> MIMCUser:
+    def _me(self) -> WireUser:
         assert self._token is not None
         me = self._me_cache
         if me is None:  # fixed once the token is known (frozen, so it can be shared)
-            me = self._me_cache = MIMCUser(
+            me = self._me_cache = WireUser(
                 app_id=self._app_id,
                 app_account=self._app_account,
                 uuid=self._token.uuid,
@@ -734,7 +734,7 @@ def _topic(group: MIMCGroup | None) -> int:
 
 
 def _uc_message(message: codec_uc.UCMessageBody, list_topic: int) -> UCMessage:
-    sender = message.user or MIMCUser()
+    sender = message.user or WireUser()
     return UCMessage(
         packet_id=PacketId(message.packet_id or ""),
         sequence=message.sequence or 0,

@@ -22,8 +22,8 @@ from mimc_rx.protocol._pb import mimc_pb2 as _mimc
 from mimc_rx.protocol.codec_base import (
     FROZEN,
     MIMCGroup,
-    MIMCUser,
     OpaqueBody,
+    WireUser,
     constructor,
     decode_message,
     decoder,
@@ -53,12 +53,12 @@ __all__ = [
     "MIMCPacketAck",
     "MIMCPacketList",
     "MIMCSequenceAck",
-    "MIMCUser",
     "OpaqueBody",
     "PacketBody",
     "PacketType",
     "PullMessageRequest",
     "PushStatus",
+    "WireUser",
     "decode_header",
     "decode_message",
     "decode_packet",
@@ -246,8 +246,8 @@ class BindResponse:
 class MIMCP2PMessage:
     """A one-to-one message (PROTOCOL.md 6.6)."""
 
-    sender: MIMCUser | None = pb("from", MIMCUser)
-    to: MIMCUser | None = pb("to", MIMCUser)
+    sender: WireUser | None = pb("from", WireUser)
+    to: WireUser | None = pb("to", WireUser)
     payload: bytes | None = pb("payload", bytes)
     is_store: bool | None = pb("isStore")
     biz_type: str | None = pb("bizType")
@@ -257,7 +257,7 @@ class MIMCP2PMessage:
 class MIMCP2TMessage:
     """A group message (PROTOCOL.md 6.7)."""
 
-    sender: MIMCUser | None = pb("from", MIMCUser)
+    sender: WireUser | None = pb("from", WireUser)
     to: MIMCGroup | None = pb("to", MIMCGroup)
     payload: bytes | None = pb("payload", bytes)
     is_store: bool | None = pb("isStore")

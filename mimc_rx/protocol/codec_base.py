@@ -29,8 +29,8 @@ from mimc_rx.protocol._pb import mimc_pb2 as _mimc
 __all__ = [
     "FROZEN",
     "MIMCGroup",
-    "MIMCUser",
     "OpaqueBody",
+    "WireUser",
     "constructor",
     "decode_message",
     "decoder",
@@ -325,8 +325,8 @@ def decode_message(cls: type[_T], data: bytes) -> _T:
 
 
 @dataclass(**FROZEN)
-class MIMCUser:
-    """A user (PROTOCOL.md 4.3): appId, appAccount, uuid, resource, each may be absent."""
+class WireUser:
+    """The wire MIMCUser message (PROTOCOL.md 4.3); each field may be absent."""
 
     app_id: int | None = pb("appId")
     app_account: str | None = pb("appAccount")
@@ -354,5 +354,5 @@ class OpaqueBody:
     error: str = ""
 
 
-register(MIMCUser, _mimc.MIMCUser)
+register(WireUser, _mimc.MIMCUser)
 register(MIMCGroup, _mimc.MIMCGroup)

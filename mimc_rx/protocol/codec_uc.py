@@ -17,8 +17,8 @@ from mimc_rx.protocol._pb import mimc_pb2 as _mimc
 from mimc_rx.protocol.codec_base import (
     FROZEN,
     MIMCGroup,
-    MIMCUser,
     OpaqueBody,
+    WireUser,
     decode_message,
     encode_message,
     fill_fields,
@@ -126,7 +126,7 @@ class UCMessageBody:
     payload: bytes | None = pb("payload", bytes)
     sequence: int | None = pb("sequence")
     is_store: bool | None = pb("isStore")
-    user: MIMCUser | None = pb("user", MIMCUser)
+    user: WireUser | None = pb("user", WireUser)
     timestamp: int | None = pb("timestamp")
     packet_id: str | None = pb("packetId")
     biz_type: str | None = pb("bizType")
@@ -205,7 +205,7 @@ class UCPacket:
     """
 
     body: UCBody
-    user: MIMCUser | None = None
+    user: WireUser | None = None
     packet_id: str | None = None
 
     @property
@@ -238,7 +238,7 @@ def _fill_uc(msg: Any, packet: UCPacket) -> None:
 
 def _read_uc(msg: Any, strict: bool) -> UCPacket:
     packet_id = scalar(msg.packetId, "packetId") if msg.HasField("packetId") else None
-    user = read_fields(msg.user, MIMCUser) if msg.HasField("user") else None
+    user = read_fields(msg.user, WireUser) if msg.HasField("user") else None
     utype: int | None = msg.type if msg.HasField("type") else None
     payload = bytes(msg.payload) if msg.HasField("payload") else None
     cls = _UC_CLASSES.get(utype) if utype is not None else None

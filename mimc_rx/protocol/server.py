@@ -39,7 +39,7 @@ from mimc_rx.protocol.codec import (
     Header,
     HeaderTemplate,
     MIMCGroup,
-    MIMCUser,
+    WireUser,
 )
 from mimc_rx.protocol.crypto import PayloadCipher, verify_bind_signature
 from mimc_rx.protocol.events import (
@@ -529,7 +529,7 @@ class ServerSession:
         match body:
             case codec.MIMCP2PMessage():
                 self._check_sender(body.sender, packet_id)
-                to = body.to or MIMCUser()
+                to = body.to or WireUser()
                 self._events.append(
                     P2PReceived(
                         packet_id=self._need_id(packet_id),
@@ -618,7 +618,7 @@ class ServerSession:
         if self._state is not ServerState.BOUND:
             raise LocalProtocolError(f"cannot {command} while {self._state.name}")
 
-    def _check_sender(self, user: MIMCUser | None, packet_id: PacketId | None) -> None:
+    def _check_sender(self, user: WireUser | None, packet_id: PacketId | None) -> None:
         """Refuse a packet whose sender is not the bound user (uuid, resource, account)."""
         if user is None:
             return
@@ -653,9 +653,9 @@ class ServerSession:
             )
         return peer
 
-    def _me(self) -> MIMCUser:
+    def _me(self) -> WireUser:
         # 6.12: s2c UC packets name the receiving user with uuid and resource.
-        return MIMCUser(
+        return WireUser(
             app_id=self._app_id,
             app_account=self._app_account,
             uuid=self._uuid,
@@ -674,7 +674,7 @@ class ServerSession:
         return codec.encode_message(self._p2p_body(item))
 
     def _p2p_body(self, item: Delivery) -> codec.MIMCP2PMessage:
-        to = MIMCUser(
+        to = WireUser(
             app_id=self._app_id,
             app_account=item.to_account,
             uuid=item.to_uuid or None,  # 6.6 step 2: "optionally with uuids filled"
@@ -744,8 +744,8 @@ _P2T: Final = int(codec.PacketType.P2T_MESSAGE)
 _COMPOUND: Final = int(codec.PacketType.COMPOUND)
 
 
-def _user(peer: Peer) -> MIMCUser:
-    return MIMCUser(
+def _user(peer: Peer) -> WireUser:
+    return WireUser(
         app_id=peer.app_id,
         app_account=peer.app_account or None,
         uuid=peer.uuid or None,

@@ -19,8 +19,8 @@ from mimc_rx.protocol.codec import (
     Header,
     MIMCGroup,
     MIMCPacket,
-    MIMCUser,
     OpaqueBody,
+    WireUser,
 )
 from mimc_rx.protocol.framing import parse_frame
 
@@ -94,10 +94,10 @@ def test_web_defaults_make_the_captured_conn_and_bind_payloads() -> None:
 
 
 def test_absent_and_empty_are_different() -> None:
-    assert codec.encode_message(MIMCUser(app_account="")) == b"\x12\x00"
-    assert codec.encode_message(MIMCUser()) == b""
-    assert codec.decode_message(MIMCUser, b"\x12\x00") == MIMCUser(app_account="")
-    assert codec.decode_message(MIMCUser, b"") == MIMCUser()
+    assert codec.encode_message(WireUser(app_account="")) == b"\x12\x00"
+    assert codec.encode_message(WireUser()) == b""
+    assert codec.decode_message(WireUser, b"\x12\x00") == WireUser(app_account="")
+    assert codec.decode_message(WireUser, b"") == WireUser()
 
 
 def test_a_bad_entry_of_a_packet_list_does_not_cost_the_others() -> None:
@@ -123,7 +123,7 @@ def test_a_bad_top_level_body_carries_the_packet_id() -> None:
 
 def test_non_utf8_strings_are_packet_errors() -> None:
     with pytest.raises(PacketError) as info:
-        codec.decode_message(MIMCUser, b"\x12\x02\xff\xfe")
+        codec.decode_message(WireUser, b"\x12\x02\xff\xfe")
     assert info.value.reason == "bad-utf8"
     with pytest.raises(FrameError) as frame_info:
         codec.decode_header(b"\x2a\x01\xff")
@@ -153,7 +153,7 @@ def opt(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 users = st.builds(
-    MIMCUser, app_id=opt(u64), app_account=opt(text), uuid=opt(u64), resource=opt(text)
+    WireUser, app_id=opt(u64), app_account=opt(text), uuid=opt(u64), resource=opt(text)
 )
 groups = st.builds(MIMCGroup, app_id=opt(u64), topic_id=opt(u64))
 headers = st.builds(

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mimc_rx.protocol import codec
-from mimc_rx.protocol.codec import MIMCGroup, MIMCPacket, MIMCPacketList, MIMCUser
+from mimc_rx.protocol.codec import MIMCGroup, MIMCPacket, MIMCPacketList, WireUser
 from mimc_rx.protocol.crypto import rc4_payload
 from mimc_rx.protocol.events import Delivery, DeliveryKind, PacketId, Peer
 from mimc_rx.protocol.framing import parse_frame
@@ -46,7 +46,7 @@ deliveries = st.builds(
 
 def _generic_body(app_id: int | None, item: Delivery) -> codec.PacketBody:
     """The body as the dataclass path builds it (PROTOCOL.md 6.6, 6.7)."""
-    sender = MIMCUser(
+    sender = WireUser(
         app_id=item.sender.app_id,
         app_account=item.sender.app_account or None,
         uuid=item.sender.uuid or None,
@@ -62,7 +62,7 @@ def _generic_body(app_id: int | None, item: Delivery) -> codec.PacketBody:
         )
     return codec.MIMCP2PMessage(
         sender=sender,
-        to=MIMCUser(
+        to=WireUser(
             app_id=app_id,
             app_account=item.to_account,
             uuid=item.to_uuid or None,

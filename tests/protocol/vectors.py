@@ -68,7 +68,7 @@ _PB_CLASS = {
     codec.ConnResponse: control_message_pb2.XMMsgConnResp,
     codec.BindRequest: control_message_pb2.XMMsgBind,
     codec.BindResponse: control_message_pb2.XMMsgBindResp,
-    codec.MIMCUser: mimc_pb2.MIMCUser,
+    codec.WireUser: mimc_pb2.MIMCUser,
     codec.MIMCGroup: mimc_pb2.MIMCGroup,
     codec.MIMCP2PMessage: mimc_pb2.MIMCP2PMessage,
     codec.MIMCP2TMessage: mimc_pb2.MIMCP2TMessage,

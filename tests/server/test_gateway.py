@@ -511,10 +511,10 @@ async def test_packet_claiming_another_sender_is_refused(connect: Connect) -> No
     alice, bob = await connect("alice"), await connect("bob")
     assert bob.session.uuid is not None
     forged = codec.MIMCP2PMessage(
-        sender=codec.MIMCUser(
+        sender=codec.WireUser(
             app_id=APP.app_id, app_account="bob", uuid=bob.session.uuid, resource="r1"
         ),
-        to=codec.MIMCUser(app_id=APP.app_id, app_account="bob"),
+        to=codec.WireUser(app_id=APP.app_id, app_account="bob"),
         payload=b"i am bob",
         is_store=True,
     )
