@@ -1,6 +1,6 @@
 """Server acks by packet id, for ``MIMCUser.ack`` and ``MIMCUser.ack_observable``.
 
-A send returns its packet id at once (PROTOCOL.md 6.6); the server's PACKET_ACK comes later,
+A send returns its packet id at once (docs/protocol.md 6.6); the server's PACKET_ACK comes later,
 or, when the application asks late, may already have come. ``AckBook`` serves both cases: acks
 that arrive are kept in a bounded cache (oldest dropped first), and whoever asks before the ack
 arrives leaves a one-shot waiter that the ack calls. A waiter whose timeout fires or whose

@@ -6,7 +6,7 @@ core produced them. On the way the router keeps the little state the facade deri
 
 * delivered P2P/P2T sequences in a bounded ``SequenceWindow``, owned by the user and not by a
   connection, so a message the server re-delivers after a reconnect is emitted exactly once
-  (PROTOCOL.md 6.8, 10.6);
+  (docs/protocol.md 6.8, 10.6);
 * acks in the ``AckBook``, for ``ack()`` calls made before or after they arrive;
 * the unlimited groups we are in (``uc_topics``), so a reconnect can join them again;
 * auto-pull: a pull notification (6.10) is answered with PULL, and again after each pulled

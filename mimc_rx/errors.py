@@ -111,7 +111,7 @@ class ConnectionClosed(MimcError):
 
 
 class LoginError(MimcError):
-    """The server refused the login (BIND result false, PROTOCOL.md 6.4)."""
+    """The server refused the login (BIND result false, docs/protocol.md 6.4)."""
 
     def __init__(self, err_type: str, err_reason: str, err_desc: str) -> None:
         self.err_type = err_type
@@ -121,7 +121,7 @@ class LoginError(MimcError):
 
 
 class TokenError(MimcError):
-    """The token fetcher failed or its answer was unusable (PROTOCOL.md 6.1 step 5)."""
+    """The token fetcher failed or its answer was unusable (docs/protocol.md 6.1 step 5)."""
 
     def __init__(self, err_type: str, err_reason: str, err_desc: str = "") -> None:
         self.err_type = err_type
@@ -140,7 +140,7 @@ class SendTimeout(MimcError, TimeoutError):
 
 
 class PayloadTooLarge(MimcError, ValueError):
-    """A payload is over the protocol limit (PROTOCOL.md 6.16); nothing was sent."""
+    """A payload is over the protocol limit (docs/protocol.md 6.16); nothing was sent."""
 
     def __init__(self, size: int, limit: int, unit: str = "characters") -> None:
         self.size = size
@@ -150,7 +150,7 @@ class PayloadTooLarge(MimcError, ValueError):
 
 
 class ServerError(MimcError):
-    """An HTTP API of the server answered with an error (PROTOCOL.md 8)."""
+    """An HTTP API of the server answered with an error (docs/protocol.md 8)."""
 
     def __init__(self, code: int, message: str) -> None:
         self.code = code

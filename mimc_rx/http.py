@@ -2,7 +2,7 @@
 
 A MIMC app never ships its app secret to a client. The client asks the app's own backend (the
 "app proxy service" of the official demo) for a token, and that backend calls the token service
-(PROTOCOL.md 8.1). ``ProxyTokenFetcher`` is the client half of that arrangement;
+(docs/protocol.md 8.1). ``ProxyTokenFetcher`` is the client half of that arrangement;
 ``AccountTokenFetcher`` calls the token service directly with app credentials, which is what
 the local server, tests and notebooks do.
 
@@ -10,7 +10,7 @@ Both are async callables returning the service's raw answer (bytes of JSON). ``M
 that answer to the protocol core, which checks it as the web SDK does (6.1 step 5), so a bad
 answer becomes a ``StatusChange(online=False, ...)``, never a crash.
 
-``UCTopicClient`` wraps the unlimited-group REST calls of PROTOCOL.md 8.2 (create, dismiss, list
+``UCTopicClient`` wraps the unlimited-group REST calls of protocol.md 8.2 (create, dismiss, list
 joined), authorised by the user's token; ``TopicClient`` creates and dismisses normal groups
 (8.3), enough for scripts and the demo to get a topic id for ``send_group_message``.
 
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 TokenAnswer: TypeAlias = Mapping[str, Any] | str | bytes
-"""What a token fetcher returns: the token service's JSON, parsed or raw (PROTOCOL.md 8.1)."""
+"""What a token fetcher returns: the token service's JSON, parsed or raw (docs/protocol.md 8.1)."""
 
 TokenFetcher: TypeAlias = Callable[[], TokenAnswer | Awaitable[TokenAnswer]]
 """A sync or async callable returning a ``TokenAnswer``; called once per login attempt."""
@@ -58,7 +58,7 @@ def http_base_from_ws_url(ws_url: str) -> str:
     """The HTTP base URL that serves ``/api/...`` next to a websocket URL.
 
     The local server serves both on one port, so ``ws://h:p/`` maps to ``http://h:p``. The
-    production websocket host differs from its API host (PROTOCOL.md 1) and is mapped by name.
+    production websocket host differs from its API host (docs/protocol.md 1) and is mapped by name.
     """
     url = httpx.URL(ws_url)
     if url.host == httpx.URL(PRODUCTION_WS_URL).host:
@@ -139,7 +139,7 @@ class ProxyTokenFetcher(_TokenFetcherBase):
 
 
 class AccountTokenFetcher(_TokenFetcherBase):
-    """Calls the token service ``POST /api/account/token`` with app credentials (PROTOCOL.md 8.1).
+    """Calls the token service ``POST /api/account/token`` with app credentials (protocol.md 8.1).
 
     Meant for the local server and trusted back ends: it holds the app secret. ``repr`` never
     shows the key or the secret.
@@ -189,7 +189,7 @@ class AccountTokenFetcher(_TokenFetcherBase):
 
 
 def _unwrap(response: httpx.Response) -> Any:
-    """Check the ``{"code", "message", "data"}`` envelope of PROTOCOL.md 8 and return ``data``."""
+    """Check the ``{"code", "message", "data"}`` envelope of protocol.md 8 and return ``data``."""
     try:
         envelope = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -200,14 +200,14 @@ def _unwrap(response: httpx.Response) -> Any:
         raise ServerError(response.status_code, "answer is not a JSON object")
     code = envelope.get("code")
     message = str(envelope.get("message", ""))
-    # The SDK requires both code 200 and message "success" (PROTOCOL.md 8).
+    # The SDK requires both code 200 and message "success" (docs/protocol.md 8).
     if code != 200 or message != "success":
         raise ServerError(int(code) if isinstance(code, int) else response.status_code, message)
     return envelope.get("data")
 
 
 class UCTopicClient:
-    """The unlimited-group REST API of PROTOCOL.md 8.2, authorised by a user token.
+    """The unlimited-group REST API of docs/protocol.md 8.2, authorised by a user token.
 
     Args:
         base_url: the HTTP base (``http_base_from_ws_url`` derives it from a websocket URL).
@@ -273,7 +273,7 @@ class UCTopicClient:
 
 
 class TopicClient:
-    """A small client of the normal-group REST API (PROTOCOL.md 8.3), authorised by a token.
+    """A small client of the normal-group REST API (docs/protocol.md 8.3), authorised by a token.
 
     Args:
         base_url: the HTTP base of the server.

@@ -1,6 +1,6 @@
 """Payload encoding and size limits, checked at the call before anything is queued.
 
-The web SDK counts JS string length (UTF-16 code units), not bytes (PROTOCOL.md 6.16, 10.18):
+The web SDK counts JS string length (UTF-16 code units), not bytes (docs/protocol.md 6.16, 10.18):
 15360 for P2P and P2T, 10240 for unlimited groups. ``str`` payloads are checked that way, then
 encoded as real UTF-8 (emoji included, unlike the web SDK, 10.7). ``bytes`` payloads are
 limited to three times those numbers in bytes, the most a text of the limit can take in UTF-8.
@@ -56,7 +56,7 @@ def encode_payload(payload: str | bytes | bytearray | memoryview, limit: int) ->
 class SequenceWindow:
     """A bounded set of recently seen sequences (dedup with fixed memory).
 
-    The web SDK's seen-set grows forever (PROTOCOL.md 10.6). This one remembers the last
+    The web SDK's seen-set grows forever (docs/protocol.md 10.6). This one remembers the last
     ``size`` sequences in arrival order; older ones are forgotten. The facade keeps one per
     ``MIMCUser`` so a redelivery after a reconnect is still recognised.
     """

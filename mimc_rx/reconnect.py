@@ -1,7 +1,7 @@
 """Automatic reconnect: the backoff policy and the scheduler-driven retry loop.
 
-The web SDK never reconnects (PROTOCOL.md 10.14); the TCP SDKs retry with a doubling delay,
-capped at 30 s, with +/-50 % jitter (PROTOCOL.md 7). ``Backoff`` describes such a policy as a
+The web SDK never reconnects (docs/protocol.md 10.14); the TCP SDKs retry with a doubling delay,
+capped at 30 s, with +/-50 % jitter (docs/protocol.md 7). ``Backoff`` describes such a policy as a
 value; ``Reconnector`` applies it. The reconnector owns no I/O and no asyncio: it schedules the
 next attempt on an Rx scheduler and calls back, and the facade reports how the attempt went.
 That is what lets tests run hours of backoff in microseconds on a ``TestScheduler``.

@@ -62,7 +62,7 @@ class DisconnectReason(StrEnum):
     """Why a connection ended, as a value to ``match`` on."""
 
     LOGOUT = "logout"
-    """We logged out (UBND, PROTOCOL.md 6.13)."""
+    """We logged out (UBND, docs/protocol.md 6.13)."""
     KICKED = "kicked"
     """The server sent KICK, usually because the same resource logged in elsewhere."""
     LOGIN_FAILED = "login-failed"
@@ -81,7 +81,7 @@ class DisconnectReason(StrEnum):
 
 @dataclass(**_frozen)
 class Disconnected:
-    """A connection of this user ended (the web SDK's disconnect handler, PROTOCOL.md 9.3).
+    """A connection of this user ended (the web SDK's disconnect handler, docs/protocol.md 9.3).
 
     Attributes:
         reason: why, as a ``DisconnectReason``.

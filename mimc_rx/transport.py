@@ -8,7 +8,7 @@ runs two tasks per connection:
 * the **writer** sleeps on one wake-up event. Whoever changes the session (a received frame, a
   send command of the facade, the keep-alive timer) calls ``wake()``; the writer then calls
   ``session.expire(now)`` if ``session.next_deadline()`` has passed, writes every frame of
-  ``session.data_to_send()`` in order (one frame per binary message, PROTOCOL.md 2), closes the
+  ``session.data_to_send()`` in order (one frame per binary message, docs/protocol.md 2), closes the
   websocket when ``session.close_requested``, and re-arms a single ``loop.call_at`` timer on the
   session's next deadline. That timer is how the protocol's PING cadence (6.5) is kept without
   a polling loop.
@@ -271,7 +271,7 @@ class WebSocketTransport:
         try:
             async for message in ws:
                 if isinstance(message, str):
-                    # One frame is one *binary* message (PROTOCOL.md 2); text is not MIMC.
+                    # One frame is one *binary* message (docs/protocol.md 2); text is not MIMC.
                     log.warning("ignoring a text websocket message of %d chars", len(message))
                     continue
                 self.frames_received += 1

@@ -1,7 +1,7 @@
 """``MIMCUser``: the reactive facade over one MIMC account.
 
 Theory of operation. The official web SDK reports everything through registered callbacks
-(PROTOCOL.md 9.3). Here every callback is an ``Observable`` property (``status``,
+(docs/protocol.md 9.3). Here every callback is an ``Observable`` property (``status``,
 ``p2p_messages``, ...); the facade knows no bytes. It is assembled from a few parts, each in
 its own module:
 
@@ -74,10 +74,10 @@ class MIMCUser:
         app_account: the account name within the app.
         app_id: the app id, as a decimal string or an int.
         token_fetcher: a sync or async callable returning the token service's answer (a dict,
-            or the JSON as str or bytes; PROTOCOL.md 8.1). Called on every login attempt; a
+            or the JSON as str or bytes; docs/protocol.md 8.1). Called on every login attempt; a
             sync one runs in a worker thread so it may block. ``mimc_rx.http`` has ready ones.
         url: the websocket URL; production by default.
-        resource: names this client instance of the account (PROTOCOL.md 6.14). A second
+        resource: names this client instance of the account (docs/protocol.md 6.14). A second
             login with the same resource kicks this one. Default: random per ``MIMCUser``.
         reconnect: a ``Backoff`` policy, True for the default one, or False for none.
         scheduler: where timers run (ack timeouts, backoff). Default: an ``AsyncIOScheduler``
@@ -203,7 +203,7 @@ class MIMCUser:
 
     @property
     def pull_notifications(self) -> Observable[PullNotification]:
-        """The server holds more offline messages than it pushed (PROTOCOL.md 6.10)."""
+        """The server holds more offline messages than it pushed (docs/protocol.md 6.10)."""
         return self._streams.pull_notifications.observable
 
     @property
@@ -346,7 +346,7 @@ class MIMCUser:
         is_store: bool = True,
         biz_type: str = "",
     ) -> PacketId:
-        """Send a one-to-one message; returns its packet id at once (PROTOCOL.md 6.6).
+        """Send a one-to-one message; returns its packet id at once (docs/protocol.md 6.6).
 
         The server's ack arrives on ``server_acks``; ``await user.ack(pid)`` waits for it.
 

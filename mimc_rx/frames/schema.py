@@ -124,7 +124,7 @@ class Column:
 def _message_columns(*target: Column) -> tuple[Column, ...]:
     return (
         Column("timestamp", "time_ms", "timestamp", "server time of the message"),
-        Column("sequence", "int", "sequence", "server-assigned sequence (PROTOCOL.md 6.15)"),
+        Column("sequence", "int", "sequence", "server-assigned sequence (docs/protocol.md 6.15)"),
         Column("packet_id", "str", "packet_id", "the sender's packet id"),
         Column("from_account", "category", "from_account", "sender account"),
         Column("from_resource", "category", "from_resource", "sender resource (device)"),
@@ -324,7 +324,7 @@ def _texts(payloads: list[bytes], binary: Any) -> pd.Series:
     try:
         text = binary.cast(pa.string())  # validates UTF-8 in C: the common case
     except pa.ArrowInvalid:
-        # PROTOCOL.md 10.7: invalid bytes become U+FFFD, like P2PMessage.text.
+        # docs/protocol.md 10.7: invalid bytes become U+FFFD, like P2PMessage.text.
         text = pa.array([p.decode("utf-8", errors="replace") for p in payloads], type=pa.string())
     return pd.Series(text, dtype=_STR, copy=False)
 

@@ -1,7 +1,7 @@
 """``ClientSession``: the client side of the MIMC web protocol, without I/O.
 
 Theory of operation. The session behaves on the wire like the official web SDK 1.0.3
-(PROTOCOL.md 6) and speaks Python values to its driver (docs/sansio.md):
+(docs/protocol.md 6) and speaks Python values to its driver (docs/sansio.md):
 
 * ``login(token_answer)`` checks the token service's answer (6.1 step 5) and queues CONN. The
   CONN reply brings the challenge; the session signs and sends BIND (6.3) and starts the PING
@@ -81,7 +81,7 @@ __all__ = [
 ]
 
 P2P_TEXT_LIMIT: Final = 15360
-"""P2P/P2T text limit of SDK 1.0.2+, in UTF-16 code units (PROTOCOL.md 6.16)."""
+"""P2P/P2T text limit of SDK 1.0.2+, in UTF-16 code units (docs/protocol.md 6.16)."""
 UC_TEXT_LIMIT: Final = 10240
 """Unlimited-group text limit, in UTF-16 code units (6.16)."""
 
@@ -97,7 +97,7 @@ class ClientState(enum.Enum):
 
 
 def check_payload(payload: bytes | str, text_limit: int) -> bytes:
-    """Apply the limits of PROTOCOL.md 6.16 and return the bytes to send.
+    """Apply the limits of docs/protocol.md 6.16 and return the bytes to send.
 
     Text counts UTF-16 code units (as the web SDK does, 10.18); bytes may be up to three
     times ``text_limit`` long, the UTF-8 size of the longest text the SDK would send.
@@ -174,7 +174,7 @@ class ClientSession:
         self._ack_pull = ack_pull_notifications
         self._state = ClientState.IDLE
         self._token: TokenInfo | None = None
-        self._cipher: PayloadCipher | None = None  # the key decoded once (PROTOCOL.md 5)
+        self._cipher: PayloadCipher | None = None  # the key decoded once (docs/protocol.md 5)
         self._secmsg_header: HeaderTemplate | None = None  # c2s SECMSG headers, from login on
         self._me_cache: WireUser | None = None
         self._challenge: str | None = None
@@ -750,7 +750,7 @@ def _uc_message(message: codec_uc.UCMessageBody, list_topic: int) -> UCMessage:
 
 _Handler = Callable[[ClientSession, Frame, float], None]
 
-# Which s2c command each state accepts (PROTOCOL.md 3, 6). Anything else is a BadPacket
+# Which s2c command each state accepts (docs/protocol.md 3, 6). Anything else is a BadPacket
 # "unexpected-cmd" (the SDK ignores it); a s2c PING is always ignored (6.5).
 _TRANSITIONS: Final[dict[tuple[ClientState, str | None], _Handler]] = {
     (ClientState.CONNECTING, Cmd.CONN): ClientSession._on_conn_reply,

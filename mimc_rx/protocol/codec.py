@@ -1,7 +1,7 @@
 """Protobuf <-> frozen dataclasses for the frame header, CONN/BIND and the MIMC packet layer.
 
 Theory of operation: see ``codec_base`` for the presence rule (absent = ``None``, so rebuilt
-frames are byte-identical to the web SDK's). This module holds the messages of PROTOCOL.md
+frames are byte-identical to the web SDK's). This module holds the messages of docs/protocol.md
 4.1-4.3; ``codec_uc`` holds the unlimited-group messages of 4.4. Together with ``codec_base``
 they are the only modules that import ``_pb``; everything else speaks dataclasses.
 
@@ -70,14 +70,14 @@ __all__ = [
 ]
 
 MIMC_CHID: Final = 9
-"""ClientHeader.chid of every MIMC frame (PROTOCOL.md 4.1)."""
+"""ClientHeader.chid of every MIMC frame (docs/protocol.md 4.1)."""
 
 DEFAULT_SERVER: Final = "xiaomi.com"
 """ClientHeader.server, and the domain in the BIND signature's ``from``/``to`` (4.1, 6.3)."""
 
 
 class Cmd:
-    """The ClientHeader.cmd strings (PROTOCOL.md 3). Plain strings: a peer may send others."""
+    """The ClientHeader.cmd strings (docs/protocol.md 3). Plain strings: a peer may send others."""
 
     CONN: Final = "CONN"
     BIND: Final = "BIND"
@@ -88,7 +88,7 @@ class Cmd:
 
 
 class PacketType(IntEnum):
-    """MIMC_MSG_TYPE: what a ``MIMCPacket`` carries (PROTOCOL.md 4.3)."""
+    """MIMC_MSG_TYPE: what a ``MIMCPacket`` carries (docs/protocol.md 4.3)."""
 
     P2P_MESSAGE = 1
     P2T_MESSAGE = 2
@@ -105,7 +105,7 @@ class PacketType(IntEnum):
 
 
 class PushStatus(IntEnum):
-    """MIMC_PUSH_STATUS of a packet list (PROTOCOL.md 4.3, 6.10)."""
+    """MIMC_PUSH_STATUS of a packet list (docs/protocol.md 4.3, 6.10)."""
 
     NORMAL = 1
     EXCEED_COUNT_LIMIT = 2
@@ -116,7 +116,7 @@ class PushStatus(IntEnum):
 
 @dataclass(**FROZEN)
 class Header:
-    """ClientHeader, the header of every web frame (PROTOCOL.md 4.1). ``None`` = absent."""
+    """ClientHeader, the header of every web frame (docs/protocol.md 4.1). ``None`` = absent."""
 
     chid: int | None = pb("chid")
     uuid: int | None = pb("uuid")
@@ -196,7 +196,7 @@ def decode_header(data: bytes) -> Header:
 
 @dataclass(**FROZEN)
 class ConnRequest:
-    """XMMsgConn. The defaults are what web SDK 1.0.3 sends (PROTOCOL.md 4.2, 10.2)."""
+    """XMMsgConn. The defaults are what web SDK 1.0.3 sends (docs/protocol.md 4.2, 10.2)."""
 
     version: int | None = pb("version", default=106)
     model: str | None = pb("model", default="Netscape")
@@ -211,7 +211,7 @@ class ConnRequest:
 
 @dataclass(**FROZEN)
 class ConnResponse:
-    """XMMsgConnResp: the challenge that the BIND signature covers (PROTOCOL.md 6.1)."""
+    """XMMsgConnResp: the challenge that the BIND signature covers (docs/protocol.md 6.1)."""
 
     challenge: str | None = pb("challenge")
     host: str | None = pb("host")
@@ -231,7 +231,7 @@ class BindRequest:
 
 @dataclass(**FROZEN)
 class BindResponse:
-    """XMMsgBindResp: the BIND result, and also the payload of KICK (PROTOCOL.md 4.2)."""
+    """XMMsgBindResp: the BIND result, and also the payload of KICK (docs/protocol.md 4.2)."""
 
     result: bool | None = pb("result")
     error_type: str | None = pb("error_type")
@@ -244,7 +244,7 @@ class BindResponse:
 
 @dataclass(**FROZEN)
 class MIMCP2PMessage:
-    """A one-to-one message (PROTOCOL.md 6.6)."""
+    """A one-to-one message (docs/protocol.md 6.6)."""
 
     sender: WireUser | None = pb("from", WireUser)
     to: WireUser | None = pb("to", WireUser)
@@ -255,7 +255,7 @@ class MIMCP2PMessage:
 
 @dataclass(**FROZEN)
 class MIMCP2TMessage:
-    """A group message (PROTOCOL.md 6.7)."""
+    """A group message (docs/protocol.md 6.7)."""
 
     sender: WireUser | None = pb("from", WireUser)
     to: MIMCGroup | None = pb("to", MIMCGroup)
@@ -266,7 +266,7 @@ class MIMCP2TMessage:
 
 @dataclass(**FROZEN)
 class MIMCPacketAck:
-    """The server's PACKET_ACK of a c2s packet (PROTOCOL.md 6.6)."""
+    """The server's PACKET_ACK of a c2s packet (docs/protocol.md 6.6)."""
 
     packet_id: str | None = pb("packetId")
     uuid: int | None = pb("uuid")
@@ -281,7 +281,7 @@ class MIMCPacketAck:
 
 @dataclass(**FROZEN)
 class MIMCSequenceAck:
-    """The client's SEQUENCE_ACK: delivered up to ``sequence`` (PROTOCOL.md 6.9)."""
+    """The client's SEQUENCE_ACK: delivered up to ``sequence`` (docs/protocol.md 6.9)."""
 
     uuid: int | None = pb("uuid")
     resource: str | None = pb("resource")
@@ -291,7 +291,7 @@ class MIMCSequenceAck:
 
 @dataclass(**FROZEN)
 class PullMessageRequest:
-    """The client's PULL request (PROTOCOL.md 6.11)."""
+    """The client's PULL request (docs/protocol.md 6.11)."""
 
     uuid: int | None = pb("uuid")
     resource: str | None = pb("resource")
@@ -302,7 +302,7 @@ class PullMessageRequest:
 class MIMCPacket:
     """The payload of every SECMSG; ``body`` stands for the proto's ``type`` + ``payload``.
 
-    The body's class selects MIMC_MSG_TYPE (PROTOCOL.md 4.3). An ``OpaqueBody`` carries a type
+    The body's class selects MIMC_MSG_TYPE (docs/protocol.md 4.3). An ``OpaqueBody`` carries a type
     we do not model, or, inside a packet list, a body that failed to decode.
     """
 
@@ -324,7 +324,7 @@ class MIMCPacket:
 
 @dataclass(**FROZEN)
 class MIMCPacketList:
-    """The payload of COMPOUND: messages for one (uuid, resource) (PROTOCOL.md 6.8, 6.10)."""
+    """The payload of COMPOUND: messages for one (uuid, resource) (docs/protocol.md 6.8, 6.10)."""
 
     uuid: int | None = pb("uuid")
     resource: str | None = pb("resource")
@@ -485,7 +485,7 @@ def encode_packet_list_of(
     max_sequence: int,
     status: int,
 ) -> bytes:
-    """A MIMCPacketList (COMPOUND payload, PROTOCOL.md 6.8) from already encoded bodies.
+    """A MIMCPacketList (COMPOUND payload, docs/protocol.md 6.8) from already encoded bodies.
 
     Equals ``encode_message(MIMCPacketList(uuid=..., resource=..., max_sequence=...,
     packets=(MIMCPacket(body=B, packet_id=..., package=..., sequence=..., timestamp=...),

@@ -4,7 +4,7 @@ Every wire message has a frozen dataclass whose fields mirror the proto2 fields 
 An optional field *absent* on the wire is ``None``; a field present with its zero value keeps
 it (``""``, ``0``, ``False``). That keeps presence exact, so frames we rebuild are byte-identical
 to the web SDK's (jspb writes ``kick`` and ``os`` present-but-empty and leaves an undefined
-``bizType`` out, PROTOCOL.md 4.2, 6.6, 10.1-10.2).
+``bizType`` out, docs/protocol.md 4.2, 6.6, 10.1-10.2).
 
 A dataclass field declares its protobuf name with ``pb("appId")`` (and the nested dataclass
 for a sub-message). Classes whose protobuf has a ``type`` + ``payload`` pair (MIMCPacket,
@@ -326,7 +326,7 @@ def decode_message(cls: type[_T], data: bytes) -> _T:
 
 @dataclass(**FROZEN)
 class WireUser:
-    """The wire MIMCUser message (PROTOCOL.md 4.3); each field may be absent."""
+    """The wire MIMCUser message (docs/protocol.md 4.3); each field may be absent."""
 
     app_id: int | None = pb("appId")
     app_account: str | None = pb("appAccount")

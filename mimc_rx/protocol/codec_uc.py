@@ -1,4 +1,4 @@
-"""Protobuf <-> dataclasses for unlimited groups ("UC", PROTOCOL.md 4.4, 6.12).
+"""Protobuf <-> dataclasses for unlimited groups ("UC", docs/protocol.md 4.4, 6.12).
 
 A ``UCPacket`` travels as the body of a ``MIMCPacket`` of type UC_PACKET. Like ``MIMCPacket``
 it exposes one typed ``body`` instead of the proto's ``type`` + ``payload`` pair; the body's
@@ -48,7 +48,7 @@ __all__ = [
 
 
 class UCType(IntEnum):
-    """UC_MSG_TYPE (PROTOCOL.md 4.4)."""
+    """UC_MSG_TYPE (docs/protocol.md 4.4)."""
 
     PING = 1
     PONG = 2
@@ -98,7 +98,7 @@ class UCQuitResp:
 
 @dataclass(**FROZEN)
 class UCPing:
-    """PING: every topic the client believes it joined (PROTOCOL.md 6.12, 10.10)."""
+    """PING: every topic the client believes it joined (docs/protocol.md 6.12, 10.10)."""
 
     groups: tuple[MIMCGroup, ...] = pb("group", MIMCGroup, repeated=True)
 
@@ -198,7 +198,7 @@ _UC_CLASSES: Final[dict[int, type]] = {int(t): cls for cls, t in _UC_TYPES.items
 
 @dataclass(**FROZEN)
 class UCPacket:
-    """The UC envelope (PROTOCOL.md 4.4): ``user``, typed ``body``, ``packet_id``.
+    """The UC envelope (docs/protocol.md 4.4): ``user``, typed ``body``, ``packet_id``.
 
     c2s, ``user`` is the full sender and ``packet_id`` equals the MIMCPacket id; s2c, ``user``
     is the receiving user (6.12).

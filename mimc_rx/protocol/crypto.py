@@ -1,6 +1,6 @@
 """The two cryptographic pieces of the web protocol, as pure functions.
 
-* The SECMSG payload cipher (PROTOCOL.md 5): RC4 with the key
+* The SECMSG payload cipher (docs/protocol.md 5): RC4 with the key
   ``base64decode(miUserSecurityKey) + b"_" + ClientHeader.id`` of the same frame, a fresh
   state per frame, no bytes dropped. RC4 is symmetric, so one function does both ways. The
   cipher runs in the ``arc4`` C extension (a fresh state costs a few µs there, against about
@@ -8,7 +8,7 @@
   RC4's key schedule treats identically (it never reads past byte 256), so a peer's long
   header id is no reason to fail. Sessions keep a ``PayloadCipher``: the security key is
   decoded once per session, the per-frame part of the key (the header id) stays per frame.
-* The BIND signature (PROTOCOL.md 6.3): base64 of SHA-1 over
+* The BIND signature (docs/protocol.md 6.3): base64 of SHA-1 over
   ``METHOD&name=value&...&<security key as base64 text>``, parameters sorted by name.
   Verification compares in constant time and treats an empty or absent ``kick`` as ``"0"``,
   because the web SDK signs ``kick=0`` but serializes the field empty (10.1).
@@ -57,7 +57,7 @@ def decode_security_key(security_key_b64: str) -> bytes:
 
 
 def payload_key(security_key_b64: str, header_id: str) -> bytes:
-    """The RC4 key of one SECMSG frame (PROTOCOL.md 5), at most 256 bytes."""
+    """The RC4 key of one SECMSG frame (docs/protocol.md 5), at most 256 bytes."""
     key = decode_security_key(security_key_b64) + b"_" + header_id.encode("utf-8")
     return key[:_MAX_RC4_KEY]
 
@@ -75,7 +75,7 @@ def rc4_payload(security_key_b64: str, header_id: str, payload: bytes) -> bytes:
 
 
 class PayloadCipher:
-    """The SECMSG payload cipher of one session (PROTOCOL.md 5), key decoded once.
+    """The SECMSG payload cipher of one session (docs/protocol.md 5), key decoded once.
 
     ``cipher(header_id, payload)`` equals ``rc4_payload(security_key_b64, header_id, payload)``:
     a fresh RC4 state per frame with key ``base64decode(key) + b"_" + header id``.
@@ -119,7 +119,7 @@ def bind_signature_params(
     cloud_attrs: str | None = "",
     server: str = "xiaomi.com",
 ) -> dict[str, str]:
-    """The nine signed parameters of a BIND (PROTOCOL.md 6.3 step 1).
+    """The nine signed parameters of a BIND (docs/protocol.md 6.3 step 1).
 
     ``kick`` empty or ``None`` means ``"0"`` (10.1); absent attrs mean ``""``.
     """
@@ -151,7 +151,7 @@ def bind_signature(
     cloud_attrs: str | None = "",
     server: str = "xiaomi.com",
 ) -> str:
-    """The ``sig`` of a BIND frame, as the client computes it (PROTOCOL.md 6.3)."""
+    """The ``sig`` of a BIND frame, as the client computes it (docs/protocol.md 6.3)."""
     params = bind_signature_params(
         challenge=challenge,
         chid=chid,

@@ -54,13 +54,13 @@ __all__ = [
 ]
 
 PacketId = NewType("PacketId", str)
-"""A packet id: an opaque string chosen by the sender (PROTOCOL.md 6.2)."""
+"""A packet id: an opaque string chosen by the sender (docs/protocol.md 6.2)."""
 
 _frozen = {"frozen": True, "slots": True, "kw_only": True}
 
 
 def _text(payload: bytes) -> str:
-    # PROTOCOL.md 10.7: decode real UTF-8, 4-byte sequences (emoji) included.
+    # docs/protocol.md 10.7: decode real UTF-8, 4-byte sequences (emoji) included.
     return payload.decode("utf-8", errors="replace")
 
 
@@ -69,7 +69,7 @@ def _text(payload: bytes) -> str:
 
 @dataclass(**_frozen)
 class StatusChange:
-    """The login state changed (the web SDK's ``statusChange`` callback, PROTOCOL.md 6.4).
+    """The login state changed (the web SDK's ``statusChange`` callback, docs/protocol.md 6.4).
 
     ``online`` is true after a successful BIND. On failure the three strings say why: the
     server's BIND error fields, or for a bad token answer ``err_type="get token failed"``,
@@ -84,7 +84,7 @@ class StatusChange:
 
 @dataclass(**_frozen)
 class ServerAck:
-    """The server acknowledged a P2P or P2T packet we sent (PACKET_ACK, PROTOCOL.md 6.6)."""
+    """The server acknowledged a P2P or P2T packet we sent (PACKET_ACK, docs/protocol.md 6.6)."""
 
     packet_id: PacketId
     sequence: int
@@ -99,7 +99,7 @@ class ServerAck:
 
 @dataclass(**_frozen)
 class P2PMessage:
-    """A one-to-one message delivered to us (PROTOCOL.md 6.8, 9.3 MIMCMessage)."""
+    """A one-to-one message delivered to us (docs/protocol.md 6.8, 9.3 MIMCMessage)."""
 
     packet_id: PacketId
     sequence: int
@@ -120,7 +120,7 @@ class P2PMessage:
 
 @dataclass(**_frozen)
 class P2TMessage:
-    """A group (topic) message delivered to us (PROTOCOL.md 6.7, 9.3 MIMCGroupMessage)."""
+    """A group (topic) message delivered to us (docs/protocol.md 6.7, 9.3 MIMCGroupMessage)."""
 
     packet_id: PacketId
     sequence: int
@@ -140,7 +140,7 @@ class P2TMessage:
 
 @dataclass(**_frozen)
 class UCMessage:
-    """A message of an unlimited group (PROTOCOL.md 6.12). Sequences are per topic."""
+    """A message of an unlimited group (docs/protocol.md 6.12). Sequences are per topic."""
 
     packet_id: PacketId
     sequence: int
@@ -193,7 +193,7 @@ class UCDismissed:
 
 @dataclass(**_frozen)
 class PullNotification:
-    """The server holds more offline messages than it pushes (PROTOCOL.md 6.10).
+    """The server holds more offline messages than it pushes (docs/protocol.md 6.10).
 
     The range ``[min_sequence, max_sequence]`` is to be fetched through PULL or the history
     API. Whether the session acknowledges it at once is a session setting.
@@ -205,7 +205,7 @@ class PullNotification:
 
 @dataclass(**_frozen)
 class Kicked:
-    """The server kicked this session (KICK, PROTOCOL.md 6.13), usually for a newer login."""
+    """The server kicked this session (KICK, docs/protocol.md 6.13), usually for a newer login."""
 
     err_type: str = ""
     err_reason: str = ""
@@ -257,7 +257,7 @@ ClientEvent = (
 
 @dataclass(**_frozen)
 class Peer:
-    """A user as the protocol names it (MIMCUser, PROTOCOL.md 4.3)."""
+    """A user as the protocol names it (MIMCUser, docs/protocol.md 4.3)."""
 
     app_id: int
     app_account: str = ""
@@ -267,7 +267,7 @@ class Peer:
 
 @dataclass(**_frozen)
 class BindRequested:
-    """A client asked to log in (BIND, PROTOCOL.md 6.3).
+    """A client asked to log in (BIND, docs/protocol.md 6.3).
 
     The server looks the token up and answers with ``ServerSession.accept_bind`` (which checks
     the signature with the user's security key) or ``ServerSession.reject_bind``.
@@ -281,7 +281,7 @@ class BindRequested:
 
 @dataclass(**_frozen)
 class P2PReceived:
-    """A bound client sent a one-to-one message (P2P_MESSAGE, PROTOCOL.md 6.6)."""
+    """A bound client sent a one-to-one message (P2P_MESSAGE, docs/protocol.md 6.6)."""
 
     packet_id: PacketId
     package: str
@@ -296,7 +296,7 @@ class P2PReceived:
 
 @dataclass(**_frozen)
 class P2TReceived:
-    """A bound client sent a group message (P2T_MESSAGE, PROTOCOL.md 6.7)."""
+    """A bound client sent a group message (P2T_MESSAGE, docs/protocol.md 6.7)."""
 
     packet_id: PacketId
     package: str
@@ -309,21 +309,21 @@ class P2TReceived:
 
 @dataclass(**_frozen)
 class SequenceAcked:
-    """The client confirmed delivery of everything up to ``sequence`` (PROTOCOL.md 6.9)."""
+    """The client confirmed delivery of everything up to ``sequence`` (docs/protocol.md 6.9)."""
 
     sequence: int
 
 
 @dataclass(**_frozen)
 class PullRequested:
-    """The client asked for pending messages (PULL, PROTOCOL.md 6.11)."""
+    """The client asked for pending messages (PULL, docs/protocol.md 6.11)."""
 
     packet_id: PacketId
 
 
 @dataclass(**_frozen)
 class UCJoinRequested:
-    """The client asked to join an unlimited group (PROTOCOL.md 6.12)."""
+    """The client asked to join an unlimited group (docs/protocol.md 6.12)."""
 
     packet_id: PacketId
     topic_id: int
@@ -342,7 +342,7 @@ class UCMessageReceived:
     """The client sent a message to an unlimited group.
 
     ``packet_id`` is the UCPacket's id; ``message_id`` is the inner UCMessage id that
-    receivers see (PROTOCOL.md 10.9).
+    receivers see (docs/protocol.md 10.9).
     """
 
     packet_id: PacketId
@@ -411,7 +411,7 @@ class Delivery:
     """One message the server hands to ``ServerSession.deliver`` (a COMPOUND entry, 6.6/6.7).
 
     For P2P, ``to_account`` / ``to_uuid`` name the recipient; for P2T, ``topic_id`` names the
-    group. ``sequence`` is in the recipient's sequence space (PROTOCOL.md 6.15).
+    group. ``sequence`` is in the recipient's sequence space (docs/protocol.md 6.15).
     """
 
     kind: DeliveryKind

@@ -1,4 +1,4 @@
-"""The web ("V5") frame of PROTOCOL.md 2: parse and serialize, Adler-32 included.
+"""The web ("V5") frame of docs/protocol.md 2: parse and serialize, Adler-32 included.
 
 One websocket binary message carries exactly one frame::
 
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 MAGIC: Final = 0xC2FE
-WEB_VERSION: Final = 4  # the SDK calls it "packet V5" but writes 4 (PROTOCOL.md 2.1)
+WEB_VERSION: Final = 4  # the SDK calls it "packet V5" but writes 4 (docs/protocol.md 2.1)
 HEADER_TYPE_PROTOBUF: Final = 3
 PAYLOAD_TYPE_PROTOBUF: Final = 2
 
@@ -54,7 +54,7 @@ FRAME_ERROR_REASONS: Final = frozenset(
 
 
 def adler32(data: bytes) -> int:
-    """The zlib Adler-32 (start 1, modulus 65521) that ends every frame (PROTOCOL.md 2.1)."""
+    """The zlib Adler-32 (start 1, modulus 65521) that ends every frame (docs/protocol.md 2.1)."""
     return zlib.adler32(data) & 0xFFFFFFFF
 
 
@@ -136,7 +136,7 @@ def parse_frame(data: bytes) -> Frame:
         raise FrameError("length-mismatch", f"{len(data)} bytes, the lengths say {expected}")
     end = expected - _CHECKSUM.size
     (checksum,) = _CHECKSUM.unpack_from(data, end)
-    # PROTOCOL.md 2.1: Adler-32 over every byte before the checksum; the SDK drops a mismatch.
+    # docs/protocol.md 2.1: Adler-32 over every byte before the checksum; the SDK drops a mismatch.
     if zlib.adler32(memoryview(data)[:end]) != checksum:
         raise FrameError("bad-checksum", f"checksum {checksum:#010x} does not match the frame")
     start = _PREFIX.size

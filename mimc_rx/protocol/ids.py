@@ -1,6 +1,6 @@
 """Id factories: the web SDK's packet ids, our server's ids, and connection challenges.
 
-Ids are opaque strings to every peer (PROTOCOL.md 6.2) but they matter twice: PACKET_ACK
+Ids are opaque strings to every peer (docs/protocol.md 6.2) but they matter twice: PACKET_ACK
 correlation and RC4 key material (5). The sessions take any ``Callable[[], str]``; these are
 the defaults, with the clock injectable so tests are deterministic.
 """
@@ -20,7 +20,7 @@ def wall_clock_ms() -> int:
 
 
 class WebIdFactory:
-    """``"web"`` + ``Date.now()`` in ms + a counter 0..999, not zero-padded (PROTOCOL.md 6.2).
+    """``"web"`` + ``Date.now()`` in ms + a counter 0..999, not zero-padded (docs/protocol.md 6.2).
 
     Example: ``web17958629475961``. The counter wraps after 999, as in the web SDK, and the
     same factory makes header ids and packet ids.
@@ -53,5 +53,5 @@ class CounterIdFactory:
 
 
 def random_challenge() -> str:
-    """A fresh CONN challenge: 32 random hex characters (PROTOCOL.md 6.1 step 2)."""
+    """A fresh CONN challenge: 32 random hex characters (docs/protocol.md 6.1 step 2)."""
     return secrets.token_hex(16)

@@ -2,7 +2,7 @@
 
 Theory of operation. The session owns the protocol; the server's business logic (tokens,
 routing, storage) owns the data. The session answers CONN by itself with a fresh challenge
-(PROTOCOL.md 6.1), and turns everything else into an event that the business logic answers
+(docs/protocol.md 6.1), and turns everything else into an event that the business logic answers
 with a command (docs/sansio.md):
 
 * BIND -> ``BindRequested``; ``accept_bind(key, ...)`` checks the signature of 6.3 (an empty
@@ -70,7 +70,7 @@ from mimc_rx.protocol.ids import CounterIdFactory, random_challenge, wall_clock_
 __all__ = ["CIPHER_RC4", "GroupBodies", "ServerSession", "ServerState"]
 
 CIPHER_RC4: Final = 1
-"""ClientHeader.cipher for an RC4 payload (PROTOCOL.md 4.1, 5)."""
+"""ClientHeader.cipher for an RC4 payload (docs/protocol.md 4.1, 5)."""
 
 
 class ServerState(enum.Enum):
@@ -84,7 +84,7 @@ class ServerState(enum.Enum):
 
 
 class GroupBodies:
-    """Encoded group message bodies, shared by the sessions of one server (PROTOCOL.md 6.7).
+    """Encoded group message bodies, shared by the sessions of one server (docs/protocol.md 6.7).
 
     A group message goes to every member session in a COMPOUND of its own; the MIMCP2TMessage
     inside is the same for all of them (sender, group, payload, isStore, bizType), only the
@@ -159,7 +159,7 @@ class ServerSession:
         self._app_account: str | None = None
         self._package: str | None = None
         self._security_key: str | None = None
-        self._cipher: PayloadCipher | None = None  # the key decoded once (PROTOCOL.md 5)
+        self._cipher: PayloadCipher | None = None  # the key decoded once (docs/protocol.md 5)
         self._secmsg_header: HeaderTemplate | None = None  # s2c SECMSG headers, set at BIND
         self._peer_cache: Peer | None = None
 
@@ -755,7 +755,7 @@ def _user(peer: Peer) -> WireUser:
 
 _Handler = Callable[[ServerSession, Frame], None]
 
-# Which c2s command each state accepts (PROTOCOL.md 3, 6); PING is accepted everywhere.
+# Which c2s command each state accepts (docs/protocol.md 3, 6); PING is accepted everywhere.
 # Anything else is a ProtocolFailure and the session closes.
 _TRANSITIONS: Final[dict[tuple[ServerState, str | None], _Handler]] = {
     (ServerState.AWAIT_CONN, Cmd.CONN): ServerSession._on_conn,

@@ -1,4 +1,4 @@
-"""The token service's answer (PROTOCOL.md 8.1), parsed and checked as web SDK 1.0.3 does.
+"""The token service's answer (docs/protocol.md 8.1), parsed and checked as web SDK 1.0.3 does.
 
 ``parse_token_answer`` accepts what a token fetcher hands back, already parsed (a mapping) or
 raw (JSON as ``str``/``bytes``), and either returns a ``TokenInfo`` or raises ``TokenError``
@@ -26,7 +26,7 @@ __all__ = ["TokenInfo", "parse_token_answer"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TokenInfo:
-    """The ``data`` of a successful token answer, typed (PROTOCOL.md 8.1)."""
+    """The ``data`` of a successful token answer, typed (docs/protocol.md 8.1)."""
 
     app_id: int
     app_package: str
@@ -64,7 +64,7 @@ def _str(data: Mapping[str, Any], name: str, *, required: bool = True) -> str:
 def parse_token_answer(
     answer: Mapping[str, Any] | str | bytes | bytearray, *, app_id: int, app_account: str
 ) -> TokenInfo:
-    """Parse and check a token answer for ``app_account`` of ``app_id`` (PROTOCOL.md 6.1).
+    """Parse and check a token answer for ``app_account`` of ``app_id`` (docs/protocol.md 6.1).
 
     Raises:
         TokenError: the answer is a failure, belongs to someone else, or is malformed.

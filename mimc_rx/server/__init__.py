@@ -1,6 +1,6 @@
 """The local MIMC server: websocket gateway, token service, REST APIs and storage, on one port.
 
-Wire-compatible with the MIMC cloud as PROTOCOL.md describes it, so the official web SDK and
+Wire-compatible with the MIMC cloud as docs/protocol.md describes it, so the official web SDK and
 mimc-rx's own client both work against it. Start it from the shell with
 ``python -m mimc_rx serve``, or from Python::
 

@@ -1,6 +1,6 @@
 """Who is who: the token service and the credential checks of the HTTP APIs.
 
-The token service (PROTOCOL.md 8.1) is what an app's backend calls with the app's key and
+The token service (docs/protocol.md 8.1) is what an app's backend calls with the app's key and
 secret; it answers with the user's uuid, security key and a fresh token. The same token then
 authorises BIND on the websocket (6.3) and the REST calls (8.2-8.4). REST calls may instead
 present the app's credentials plus an account in the ``appKey``, ``appSecret`` and
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 CHID = 9
-"""The MIMC channel id, always 9 (PROTOCOL.md 4.1)."""
+"""The MIMC channel id, always 9 (docs/protocol.md 4.1)."""
 
 
 class ApiError(Exception):
@@ -89,7 +89,7 @@ class TokenService:
     def issue(self, app: AppConfig, account: str) -> dict[str, Any]:
         """Create (if needed) the user of ``account`` and give it a new token.
 
-        Returns the ``data`` object of PROTOCOL.md 8.1, ids as decimal strings.
+        Returns the ``data`` object of docs/protocol.md 8.1, ids as decimal strings.
         """
         user = self.store.ensure_user(app.app_id, account)
         return self.grant(app, user, secrets.token_urlsafe(32))

@@ -1,7 +1,7 @@
 """Settings of the local server: the apps it serves and its limits.
 
 An *app* is what the MIMC cloud calls an application: an id, a key, a secret and a package name.
-The token service issues tokens only for configured apps (PROTOCOL.md 8.1). With no app given,
+The token service issues tokens only for configured apps (docs/protocol.md 8.1). With no app given,
 the server serves :data:`DEMO_APP`, whose fake credentials are printed at start and written in
 the README, so a newcomer can log in without configuring anything.
 
@@ -87,7 +87,7 @@ class ServerConfig:
     Attributes:
         token_ttl: seconds a token stays valid after it is issued.
         idle_timeout: seconds of silence after which a connection is dropped. The web SDK 1.0.3
-            pings every 180 s (PROTOCOL.md 6.5), so the default leaves a wide margin.
+            pings every 180 s (docs/protocol.md 6.5), so the default leaves a wide margin.
         max_payload: the largest P2P/P2T payload accepted, in bytes. The web SDK allows 15360
             UTF-16 units, i.e. up to 15360 * 3 UTF-8 bytes (6.16).
         max_uc_payload: the same for unlimited-group messages (10240 units, 6.16).
@@ -113,7 +113,7 @@ class ServerConfig:
         sync_full: use ``PRAGMA synchronous=FULL`` (survives power loss) instead of ``NORMAL``
             (survives a crash of the server process, the documented guarantee).
         clock: wall clock in seconds since the epoch; tests inject a fake one to expire tokens.
-        challenges: makes the CONN challenge of each new connection (PROTOCOL.md 6.1); None
+        challenges: makes the CONN challenge of each new connection (docs/protocol.md 6.1); None
             means 32 random hex characters. The BIND signature covers the challenge (6.3), so a
             test that replays a captured BIND frame byte for byte injects the captured
             challenges here. Never set it on a server others can reach: a predictable challenge

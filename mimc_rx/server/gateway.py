@@ -7,7 +7,7 @@ blocks the connection that produced a message for it. Writes happen when the hub
 its commit (see :mod:`mimc_rx.server.hub`).
 
 A connection is closed, with a logged reason, when its session asks for it (UBND, KICK, a
-malformed frame), when it sends a text frame (the protocol is binary only, PROTOCOL.md 2), when
+malformed frame), when it sends a text frame (the protocol is binary only, docs/protocol.md 2), when
 it stays silent longer than ``ServerConfig.idle_timeout``, when its unsent frames pile up past
 ``ServerConfig.max_outbound_frames`` or ``ServerConfig.max_outbound_bytes``, or when one write
 stalls longer than ``ServerConfig.send_timeout``. Nothing a client sends can raise out of this
@@ -158,7 +158,7 @@ class Connection:
             self.close(1000, "")
 
     def kick(self, err_type: str, err_reason: str, err_desc: str) -> None:
-        """Send KICK (PROTOCOL.md 6.13) and close."""
+        """Send KICK (docs/protocol.md 6.13) and close."""
         if self._close is not None:
             return
         self.session.kick(err_type, err_reason, err_desc)

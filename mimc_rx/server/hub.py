@@ -12,9 +12,9 @@ Work is grouped by event-loop tick. Handlers write to the store and *queue* thei
 ``call_soon``. ``flush`` commits once, then issues the queued acks, then one COMPOUND per
 receiving session carrying everything that arrived for it in that tick, then lets each touched
 connection write its frames. So an ack is never sent for an uncommitted message, and a burst of
-messages costs one commit and few frames (PROTOCOL.md 6.6-6.9).
+messages costs one commit and few frames (docs/protocol.md 6.6-6.9).
 
-Routing rules (PROTOCOL.md 6.6, 6.7, 6.12):
+Routing rules (docs/protocol.md 6.6, 6.7, 6.12):
 
 * P2P: every bound session of the recipient (only the named resource when ``to.resource`` is
   set). Unknown recipients are created on the fly, as the cloud does for app-defined accounts,
@@ -99,7 +99,7 @@ def compound_chunks(items: Sequence[_D], max_count: int, max_bytes: int) -> Iter
         yield items[start:]
 
 
-# errorMsg texts of refused packets (PACKET_ACK, PROTOCOL.md 4.3). Short and free of detail.
+# errorMsg texts of refused packets (PACKET_ACK, docs/protocol.md 4.3). Short and free of detail.
 ERR_TOO_LARGE = "payload too large"
 ERR_NO_RECIPIENT = "invalid recipient"
 ERR_OTHER_APP = "recipient belongs to another app"
@@ -107,7 +107,7 @@ ERR_NO_TOPIC = "topic not found"
 ERR_NOT_MEMBER = "not a member of the topic"
 ERR_MALFORMED = "malformed packet"
 
-# UC JOIN_RESP / QUIT_RESP codes; 0 is success (PROTOCOL.md 4.4).
+# UC JOIN_RESP / QUIT_RESP codes; 0 is success (docs/protocol.md 4.4).
 UC_OK = 0
 UC_NOT_FOUND = 404
 
@@ -307,7 +307,7 @@ class Hub:
             case UCQuitRequested(topic_id=topic_id):
                 self._on_uc_quit(conn, topic_id)
             case UCPinged():
-                # PROTOCOL.md 10.10: the list may name left or unknown topics; only answer.
+                # docs/protocol.md 10.10: the list may name left or unknown topics; only answer.
                 conn.session.uc_pong()
             case UCSequenceAcked():
                 pass
@@ -325,7 +325,7 @@ class Hub:
     def _on_bind(self, conn: Connection, event: BindRequested) -> None:
         session = conn.session
         status, user = self.tokens.resolve(event.token)
-        # PROTOCOL.md 4.2: the TCP SDKs refetch a token on "token-expired" / "invalid-token".
+        # docs/protocol.md 4.2: the TCP SDKs refetch a token on "token-expired" / "invalid-token".
         if status is TokenStatus.EXPIRED:
             session.reject_bind("token-expired", "token-expired", "the token has expired")
             log.info("%s: BIND refused, expired token", conn)
@@ -362,14 +362,14 @@ class Hub:
         if count == 0:
             return
         if count > self.config.backlog_limit:
-            # PROTOCOL.md 6.10: too many to push; the client pulls or uses the history API.
+            # docs/protocol.md 6.10: too many to push; the client pulls or uses the history API.
             conn.session.notify_backlog(low, high)
             return
         for message in self.store.backlog(conn.user.uuid, after, count):
             self._deliver(conn, self._delivery_from_store(message))
 
     def _on_pull(self, conn: Connection) -> None:
-        # PROTOCOL.md 6.11: answer with ordinary COMPOUND lists of what is pending.
+        # docs/protocol.md 6.11: answer with ordinary COMPOUND lists of what is pending.
         if conn.user is None:
             return
         after = self.store.cursor(conn.user.uuid, conn.resource) or 0
@@ -527,7 +527,7 @@ class Hub:
         topic = self._uc_topic(conn, event.topic_id)
         user = conn.user
         if topic is None or user is None or user.uuid not in topic.members:
-            # No reply is defined for a refused UC message (PROTOCOL.md 6.12, 10.19).
+            # No reply is defined for a refused UC message (docs/protocol.md 6.12, 10.19).
             log.info("%s: UC message to topic %s refused (not a member)", conn, event.topic_id)
             return
         if len(event.payload) > self.config.max_uc_payload:

@@ -1,4 +1,4 @@
-"""Server-originated messages: what the push API (PROTOCOL.md 8.5) sends on an account's behalf.
+"""Server-originated messages: what the push API (protocol.md 8.5) sends on an account's behalf.
 
 An app's backend may send a P2P or group message *as* one of its accounts without a websocket
 (``POST /api/push/...``, :mod:`mimc_rx.server.rest_push`). Receivers cannot tell it from a

@@ -1,6 +1,6 @@
 """The HTTP side of the server: the ASGI application, the JSON envelope and the token service.
 
-Every answer of the MIMC REST APIs is the envelope of PROTOCOL.md 8:
+Every answer of the MIMC REST APIs is the envelope of docs/protocol.md 8:
 ``{"code": 200, "message": "success", "data": ...}``, with every 64-bit id as a decimal string.
 Like the cloud, refusals keep HTTP status 200 and put the error in ``code`` (400 bad request,
 401 bad credentials, 403 not allowed, 404 unknown topic, 500 operation refused), so clients that
@@ -66,7 +66,7 @@ def parse_id(value: Any, name: str) -> int:
 
 
 def success(data: Any = None) -> JSONResponse:
-    """The success envelope (``code`` 200, ``message`` exactly "success", PROTOCOL.md 8)."""
+    """The success envelope (``code`` 200, ``message`` exactly "success", docs/protocol.md 8)."""
     return JSONResponse({"code": 200, "message": "success", "data": data})
 
 
@@ -137,7 +137,7 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 
 async def _token(request: Request) -> Response:
-    # PROTOCOL.md 8.1: the app's backend asks for a user's token with the app credentials.
+    # docs/protocol.md 8.1: the app's backend asks for a user's token with the app credentials.
     hub = hub_of(request)
     data = hub.tokens.issue_for_request(await json_body(request))
     hub.flush()

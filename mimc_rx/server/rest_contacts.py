@@ -1,4 +1,4 @@
-"""Recent contacts: ``/api/contact`` (PROTOCOL.md 8.5).
+"""Recent contacts: ``/api/contact`` (docs/protocol.md 8.5).
 
 The list an app fetches on a new device, or after a pull notification (6.10) together with the
 history API (8.4), to learn which conversations moved. One entry per conversation, newest first:

@@ -1,4 +1,4 @@
-"""Message history: the p2p / p2t query APIs of PROTOCOL.md 8.4.
+"""Message history: the p2p / p2t query APIs of docs/protocol.md 8.4.
 
 Only stored (``isStore``) messages have history. A caller sees only conversations they are part
 of: for P2P the token's account must be ``fromAccount`` or ``toAccount`` (the answer holds both
@@ -32,7 +32,7 @@ __all__ = ["MAX_TIME_RANGE_MS", "routes"]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 MAX_TIME_RANGE_MS = 24 * 3600 * 1000
-"""The widest time range one query may ask for (PROTOCOL.md 8.4)."""
+"""The widest time range one query may ask for (docs/protocol.md 8.4)."""
 
 
 def _int(body: dict[str, Any], name: str) -> int:

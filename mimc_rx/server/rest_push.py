@@ -1,4 +1,4 @@
-"""The push API: ``/api/push/p2p/``, ``/p2p/more``, ``/p2t/``, ``/p2t/more`` (PROTOCOL.md 8.5).
+"""The push API: ``/api/push/p2p/``, ``/p2p/more``, ``/p2t/``, ``/p2t/more`` (docs/protocol.md 8.5).
 
 An app's backend sends a message as one of its accounts, authenticated by the app credentials in
 the JSON body::

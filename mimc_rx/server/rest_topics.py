@@ -1,4 +1,4 @@
-"""Normal groups: the topic REST API of PROTOCOL.md 8.3.
+"""Normal groups: the topic REST API of docs/protocol.md 8.3.
 
 Any member may see a group and invite; only the owner may kick, update or dismiss it; the owner
 cannot leave (code 500, "quit topic fail", as in the manual) but can hand ownership over with an

@@ -1,4 +1,4 @@
-"""Unlimited groups over HTTP: ``/api/uctopic`` (PROTOCOL.md 8.2), as the web SDK 1.0.3 calls it.
+"""Unlimited groups over HTTP: ``/api/uctopic`` (protocol.md 8.2), as the web SDK 1.0.3 calls it.
 
 Creating a group makes the caller its owner and first member (the SDK sends a UC JOIN right after,
 which is then a no-op). Dismissing is for the owner only and pushes DISMISS to online members.
@@ -66,7 +66,7 @@ async def _members(request: Request) -> Response:
     topic = _topic_from_header(request, who)
     users = hub_of(request).store.users
     members = [users[u] for u in topic.members if u in users]
-    # "appAccout" is the web demo's spelling (PROTOCOL.md 8.2); the correct one is added too.
+    # "appAccout" is the web demo's spelling (docs/protocol.md 8.2); the correct one is added too.
     return success(
         {
             "members": [

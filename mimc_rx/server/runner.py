@@ -120,7 +120,7 @@ class LocalServer:
 
     @property
     def ws_url(self) -> str:
-        """The websocket URL clients connect to (root path, PROTOCOL.md 1)."""
+        """The websocket URL clients connect to (root path, docs/protocol.md 1)."""
         return f"ws://{self._netloc}/"
 
     @property
@@ -238,7 +238,7 @@ class LocalServer:
         The token service picks uuids, keys and tokens at random; seeding picks them, so that a
         recorded session (the golden vectors of the official SDK, a test fixture, an account
         moved from another server) can log in here unchanged: its BIND frame carries the
-        token and a signature made with the security key (PROTOCOL.md 6.3). Call it from the
+        token and a signature made with the security key (docs/protocol.md 6.3). Call it from the
         server's event loop while the server runs; the change is committed at once.
 
         Args:
@@ -286,7 +286,7 @@ class LocalServer:
         name: str = "",
         app: AppConfig | int | None = None,
     ) -> int:
-        """Create a normal group (PROTOCOL.md 8.3) with a chosen id; returns the id.
+        """Create a normal group (docs/protocol.md 8.3) with a chosen id; returns the id.
 
         Accounts are created as the token service would create them. The owner is a member.
 
@@ -320,7 +320,7 @@ class LocalServer:
         name: str = "",
         app: AppConfig | int | None = None,
     ) -> int:
-        """Create an unlimited group (PROTOCOL.md 8.2, 6.12) with a chosen id; returns the id.
+        """Create an unlimited group (docs/protocol.md 8.2, 6.12) with a chosen id; returns the id.
 
         The owner and ``members`` are members already (no JOIN needed).
 
@@ -357,7 +357,7 @@ class LocalServer:
         raise KeyError(f"app {app} is not served here")
 
     async def fetch_token(self, account: str, app: AppConfig | int | None = None) -> dict[str, Any]:
-        """Ask the token service (over HTTP, PROTOCOL.md 8.1) for a token; the raw JSON answer."""
+        """Ask the token service (over HTTP, protocol.md 8.1) for a token; the raw JSON answer."""
         import httpx
 
         chosen = self._pick_app(app)

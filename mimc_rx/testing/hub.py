@@ -2,7 +2,7 @@
 
 It is the least business logic that makes the protocol observable end to end: a token per
 account, BIND through ``accept_bind``, one sequence counter for everything (sequences only
-need to grow, PROTOCOL.md 6.15), P2P/P2T routing with PACKET_ACK, a per-account store that
+need to grow, docs/protocol.md 6.15), P2P/P2T routing with PACKET_ACK, a per-account store that
 PULL replays past the last SEQUENCE_ACK, and unlimited groups. Meant for tests and demos,
 of this project and of its users; the real local server lives in ``mimc_rx.server``.
 
@@ -60,7 +60,7 @@ class FakeAccount:
 def token_answer(
     account: FakeAccount, *, app_id: int = DEFAULT_APP_ID, package: str = DEFAULT_PACKAGE
 ) -> dict[str, Any]:
-    """The token service's answer for ``account``, shaped as PROTOCOL.md 8.1 (ids as strings)."""
+    """The token service's answer for ``account``, shaped as protocol.md 8.1 (ids as strings)."""
     return {
         "code": 200,
         "message": "success",

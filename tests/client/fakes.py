@@ -21,7 +21,7 @@ __all__ = ["FakeNet", "FakeSession", "FakeTransport", "token_answer"]
 
 
 def token_answer(account: str = "alice", app_id: int = 1001, uuid: int = 77) -> dict[str, Any]:
-    """A well-formed token service answer (PROTOCOL.md 8.1)."""
+    """A well-formed token service answer (docs/protocol.md 8.1)."""
     return {
         "code": 200,
         "message": "success",

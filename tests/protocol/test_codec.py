@@ -86,7 +86,7 @@ def _check_utf8_extras(packet: MIMCPacket, recorded: dict[str, Any]) -> None:
 
 
 def test_web_defaults_make_the_captured_conn_and_bind_payloads() -> None:
-    # PROTOCOL.md 4.2, 10.1, 10.2: os and kick are present and empty; attrs absent.
+    # docs/protocol.md 4.2, 10.1, 10.2: os and kick are present and empty; attrs absent.
     conn = codec.encode_message(ConnRequest())
     assert conn.hex() == "086a12084e657473636170651a002209776562736f636b6574281f"
     bind = codec.encode_message(BindRequest(token="T", sig="S"))

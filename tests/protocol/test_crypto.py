@@ -1,4 +1,4 @@
-"""RC4 payload cipher (PROTOCOL.md 5) and the BIND signature (6.3) against the vectors."""
+"""RC4 payload cipher (docs/protocol.md 5) and the BIND signature (6.3) against the vectors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The web frame (PROTOCOL.md 2): every captured frame, a table of built frames, and errors."""
+"""The web frame (docs/protocol.md 2): every captured frame, a table of built frames, and errors."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def test_errors_have_reasons(data: bytes, reason: str) -> None:
 
 
 def test_every_cut_of_a_frame_is_refused_not_misread() -> None:
-    # One websocket message is one frame (PROTOCOL.md 2): a piece of a frame is an error.
+    # One websocket message is one frame (docs/protocol.md 2): a piece of a frame is an error.
     for cut in range(len(GOOD)):
         with pytest.raises(FrameError) as info:
             parse_frame(GOOD[:cut])

@@ -45,7 +45,7 @@ deliveries = st.builds(
 
 
 def _generic_body(app_id: int | None, item: Delivery) -> codec.PacketBody:
-    """The body as the dataclass path builds it (PROTOCOL.md 6.6, 6.7)."""
+    """The body as the dataclass path builds it (docs/protocol.md 6.6, 6.7)."""
     sender = WireUser(
         app_id=item.sender.app_id,
         app_account=item.sender.app_account or None,

@@ -1,4 +1,4 @@
-"""Id factories (PROTOCOL.md 6.2) and the token answer (8.1, 6.1 step 5)."""
+"""Id factories (docs/protocol.md 6.2) and the token answer (8.1, 6.1 step 5)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Client and server sessions together, in memory (``mimc_rx.testing``): the flows of
-PROTOCOL.md 6 end to end, with the frames in between looked at too."""
+docs/protocol.md 6 end to end, with the frames in between looked at too."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def test_p2p_send_ack_delivery_and_sequence_ack(hub: MemoryHub) -> None:
         "bob",
     )
     assert bob.take_server_events() == [SequenceAcked(sequence=ack.sequence)]
-    # on the wire: s2c SECMSG carries cipher=1, c2s does not (PROTOCOL.md 5)
+    # on the wire: s2c SECMSG carries cipher=1, c2s does not (docs/protocol.md 5)
     assert {
         parse_frame(f).header.cipher for f in bob.s2c if parse_frame(f).header.cmd == "SECMSG"
     } == {1}

@@ -56,7 +56,7 @@ def test_the_copies_match_shared() -> None:
 
 
 def sdk_call(event: ClientEvent) -> tuple[str, list[Any]]:
-    """Our event as the web SDK handler call it stands for (PROTOCOL.md 9.3)."""
+    """Our event as the web SDK handler call it stands for (docs/protocol.md 9.3)."""
     match event:
         case StatusChange(online=o, err_type=t, err_reason=r, err_desc=d):
             return "statusChange", [o, t, r, d]

@@ -1,4 +1,4 @@
-"""The official web SDK 1.0.3 capture (tests/vectors, PROTOCOL.md 11) as the replay tests use it.
+"""The official web SDK 1.0.3 capture (tests/vectors, protocol.md 11) as the replay tests use it.
 
 Frames are found by their number in the capture (``frame_n``), which is the order in which the
 capture server saw them. The fake app, accounts, keys, tokens and challenges come from the

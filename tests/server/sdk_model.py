@@ -1,4 +1,4 @@
-"""What the official web SDK 1.0.3 does with a server's frames, modelled from PROTOCOL.md.
+"""What the official web SDK 1.0.3 does with a server's frames, modelled from docs/protocol.md.
 
 The replay tests (test_sdk_capture_replay.py) send the SDK's captured frames to the real server
 and must judge the answers the way the SDK would. This module is that judge. It is written from
@@ -87,7 +87,7 @@ FRAME_BODY: dict[str, type[Message]] = {
 
 
 def rc4(key: bytes, data: bytes) -> bytes:
-    """Plain RC4: key schedule over the whole key, then the keystream XOR (PROTOCOL.md 5)."""
+    """Plain RC4: key schedule over the whole key, then the keystream XOR (docs/protocol.md 5)."""
     s = list(range(256))
     j = 0
     for i in range(256):
@@ -104,7 +104,7 @@ def rc4(key: bytes, data: bytes) -> bytes:
 
 
 def secmsg_key(security_key_b64: str, header_id: str) -> bytes:
-    """base64decode(miUserSecurityKey) + "_" + the frame's header id (PROTOCOL.md 5)."""
+    """base64decode(miUserSecurityKey) + "_" + the frame's header id (docs/protocol.md 5)."""
     return base64.b64decode(security_key_b64) + b"_" + header_id.encode("ascii")
 
 
@@ -114,7 +114,7 @@ def sdk_text(payload: bytes) -> str:
 
 
 def parse_frame(data: bytes) -> tuple[cm.ClientHeader, bytes]:
-    """Split one web frame into its header and (still encrypted) payload (PROTOCOL.md 2.1).
+    """Split one web frame into its header and (still encrypted) payload (docs/protocol.md 2.1).
 
     Raises:
         AssertionError: the frame is not what a compatible server sends: wrong constants at

@@ -21,7 +21,7 @@ _web_counter = itertools.count()
 
 
 def web_ids() -> str:
-    """A fresh id shaped like the web SDK's (``web`` + 13-digit ms + counter, PROTOCOL.md 6.2)."""
+    """A fresh id shaped like the web SDK's (``web`` + 13-digit ms + counter, protocol.md 6.2)."""
     return f"web1795863200000{next(_web_counter)}"
 
 
@@ -75,7 +75,7 @@ class SdkConnection:
         assert self.ws is not None
         async with asyncio.timeout(TIMEOUT):
             message = await self.ws.recv()
-        assert isinstance(message, bytes), "the protocol is binary (PROTOCOL.md 2)"
+        assert isinstance(message, bytes), "the protocol is binary (docs/protocol.md 2)"
         seen = self.user.receive(message)
         self.seen.append(seen)
         return seen

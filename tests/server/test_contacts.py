@@ -1,4 +1,4 @@
-"""Recent contacts (PROTOCOL.md 8.5) against a running server: list, delete, auth, catch-up."""
+"""Recent contacts (docs/protocol.md 8.5) against a running server: list, delete, auth, catch-up."""
 
 from __future__ import annotations
 
@@ -235,7 +235,7 @@ async def test_delete_parameters_are_checked(http: httpx.AsyncClient) -> None:
 async def test_after_a_pull_notification_contacts_and_history_catch_up(
     server: LocalServer, http: httpx.AsyncClient
 ) -> None:
-    """PROTOCOL.md 6.10: the backlog is announced, acked, and fetched over REST instead."""
+    """docs/protocol.md 6.10: the backlog is announced, acked, and fetched over REST instead."""
     (alice,) = await _online(server, http, "alice")
     bob_account: Account = await login_http(http, "bob")
     for i in range(7):  # backlog_limit is 5 in the fixture; bob is offline

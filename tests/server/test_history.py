@@ -1,4 +1,4 @@
-"""The history APIs (PROTOCOL.md 8.4) over messages sent through the websocket."""
+"""The history APIs (docs/protocol.md 8.4) over messages sent through the websocket."""
 
 from __future__ import annotations
 

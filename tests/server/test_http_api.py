@@ -1,4 +1,4 @@
-"""The HTTP APIs of PROTOCOL.md 8.1-8.3 against a running server (httpx on 127.0.0.1)."""
+"""The HTTP APIs of docs/protocol.md 8.1-8.3 against a running server (httpx on 127.0.0.1)."""
 
 from __future__ import annotations
 

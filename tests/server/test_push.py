@@ -1,4 +1,4 @@
-"""The push API (PROTOCOL.md 8.5): a backend sends as an account; receivers see plain messages."""
+"""The push API (protocol.md 8.5): a backend sends as an account; receivers see plain messages."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ every kind of frame it accepted, with the handler calls it made (s2c, ``observed
 start the real :class:`~mimc_rx.server.LocalServer` (uvicorn, hub, SQLite, 127.0.0.1, port 0),
 open raw ``websockets`` connections and send the SDK's captured frames in the capture's order.
 Every frame the server answers is judged by ``sdk_model.SdkUser``, a model of what SDK 1.0.3 does
-with a frame (PROTOCOL.md 2, 5, 6), written independently of ``mimc_rx.protocol`` and itself
+with a frame (docs/protocol.md 2, 5, 6), written independently of ``mimc_rx.protocol`` and itself
 checked against the capture (:func:`test_the_model_reproduces_the_sdk`). For each answer the tests
 require:
 
@@ -43,7 +43,7 @@ changed):
   JOIN of it.
 
 **Not reproducible, by design.** Timestamps are the server's clock (a fake one here). Sequences
-are per user on our server (PROTOCOL.md 6.15) while the capture server had one counter for all:
+are per user on our server (docs/protocol.md 6.15) while the capture server had one counter for all:
 with the users seeded at the capture's starting sequence, alice's and bob's P2P sequences equal
 the captured ones (so the captured SEQUENCE_ACKs are exactly right), bob's group message gets
 ...003 where the capture had ...004, and UC sequences are per topic (ours are not 1). The
@@ -314,7 +314,7 @@ async def _quit_and_dismiss(replay: Replay, alice: SdkConnection, bob: SdkConnec
 async def _pings_naming_left_topics(
     replay: Replay, alice: SdkConnection, bob: SdkConnection
 ) -> None:
-    # PROTOCOL.md 10.10: the SDK never prunes its UC list, so its PINGs keep naming topics it
+    # docs/protocol.md 10.10: the SDK never prunes its UC list, so its PINGs keep naming topics it
     # left (bob's ROOM) or that are gone (alice's CREATED_ROOM). PONG, and nothing changes.
     for conn, ping_n in ((bob, 40), (alice, 34)):
         pong = await conn.request(frame(ping_n, "c2s_uc_ping"))

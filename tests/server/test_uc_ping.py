@@ -1,4 +1,4 @@
-"""UC PING / PONG on the wire (PROTOCOL.md 6.12, 10.10), with the official SDK's own frames.
+"""UC PING / PONG on the wire (docs/protocol.md 6.12, 10.10), with the official SDK's own frames.
 
 Every 10 s the web SDK sends a UC PING listing every unlimited group it believes it joined. Its
 list is never pruned (10.10): it keeps naming groups it quit, groups that were dismissed, and

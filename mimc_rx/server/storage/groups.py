@@ -1,4 +1,4 @@
-"""Group persistence: normal groups (PROTOCOL.md 8.3) and unlimited groups (6.12, 8.2).
+"""Group persistence: normal groups (docs/protocol.md 8.3) and unlimited groups (6.12, 8.2).
 
 Groups and their members are small and read on every group message, so they live in memory as
 well as on disk: loaded once at open and written through on the store's connection (in its open

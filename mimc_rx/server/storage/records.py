@@ -5,7 +5,7 @@ Sequences
 Every sequence space (one per user, one per unlimited group) hands out
 ``max(previous + 1, now_ms * 1000)``: increasing and unique within the space, roughly sortable by
 time, and still ahead of anything issued before if the database file is lost, so a client's dedup
-memory never swallows a fresh message. P2P and P2T share the user's space (PROTOCOL.md 6.15).
+memory never swallows a fresh message. P2P and P2T share the user's space (docs/protocol.md 6.15).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ __all__ = [
 
 
 class MessageKind(IntEnum):
-    """What a stored message is; the values are MIMC_MSG_TYPE numbers (PROTOCOL.md 4.3)."""
+    """What a stored message is; the values are MIMC_MSG_TYPE numbers (docs/protocol.md 4.3)."""
 
     P2P = 1
     P2T = 2
@@ -48,7 +48,7 @@ class User:
 
 @dataclass(slots=True, kw_only=True)
 class Topic:
-    """A normal group (PROTOCOL.md 8.3). ``members`` keeps the order in which they joined."""
+    """A normal group (docs/protocol.md 8.3). ``members`` keeps the order in which they joined."""
 
     topic_id: int
     app_id: int
@@ -60,7 +60,7 @@ class Topic:
 
 @dataclass(slots=True, kw_only=True)
 class UCTopic:
-    """An unlimited group (PROTOCOL.md 6.12, 8.2) with its per-topic sequence counter."""
+    """An unlimited group (docs/protocol.md 6.12, 8.2) with its per-topic sequence counter."""
 
     topic_id: int
     app_id: int
@@ -105,12 +105,12 @@ class Contact:
 
 
 def random_id() -> int:
-    """A fresh random uuid or topic id: 18 decimal digits, well inside int64 (PROTOCOL.md 8)."""
+    """A fresh random uuid or topic id: 18 decimal digits, well inside int64 (protocol.md 8)."""
     return 10**17 + secrets.randbelow(9 * 10**17)
 
 
 def new_security_key() -> str:
-    """A fresh ``miUserSecurityKey``: standard base64 text of 16 random bytes (PROTOCOL.md 8.1).
+    """A fresh ``miUserSecurityKey``: standard base64 text of 16 random bytes (protocol.md 8.1).
 
     The decoded bytes key RC4 (5); the text itself ends the BIND signature's base string (6.3).
     """

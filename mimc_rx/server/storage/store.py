@@ -51,7 +51,7 @@ __all__ = ["Store"]
 log = logging.getLogger(__name__)
 
 # Stale tokens are kept a while after expiry so BIND can say "token-expired" rather than
-# "invalid-token" (PROTOCOL.md 4.2: the TCP SDKs refetch on either).
+# "invalid-token" (docs/protocol.md 4.2: the TCP SDKs refetch on either).
 _EXPIRED_TOKEN_GRACE = 7 * 24 * 3600.0
 
 
@@ -251,7 +251,7 @@ class Store(GroupStore):
             account: the app account.
             uuid: the MIMC uuid (``miUserId``), a positive 63-bit integer.
             security_key: ``miUserSecurityKey`` as base64 text (it keys RC4 and ends the BIND
-                signature's base string, PROTOCOL.md 5, 6.3).
+                signature's base string, docs/protocol.md 5, 6.3).
             last_seq: the last sequence of the user's space already used elsewhere; the next
                 message gets a sequence above it (6.15).
 
