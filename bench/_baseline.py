@@ -1,143 +1,179 @@
 """The raw websockets echo baseline that every mimc-rx benchmark prints its figures next to.
 
-A plain ``websockets`` echo server runs in a child process (so it has a core of its own, like
-the MIMC server in the benchmarks), and a pipelined client in this process sends binary
-messages of a given size, keeping ``window`` of them in flight, for a bounded time. The figure
-is echoed messages per second: the most any protocol on top of websockets could reach on this
-machine and this Python.
+The fastest honest echo we know how to write on this machine and this Python: a ``websockets``
+echo server in a child process (its own core and its own CPU account, like the MIMC server in
+the benchmarks), ``compression=None`` on both sides (the MIMC path has no permessage-deflate;
+the library's default would cost ~35% more CPU and flatter our ratio), and the **same shape** as
+the scenario it is compared with:
 
-Use from another bench script::
+* :func:`echo_burst`: N binary messages sent at once (``window=0``), or with ``window`` in flight
+  per connection over ``connections`` connections; the run ends at the last echo.
+* :func:`echo_fixed_rate`: one message every ``1/rate`` s; each round trip is measured from the
+  message's **scheduled** send time, so a late send counts against the echo as it would against us.
 
-    from _baseline import echo_baseline          # bench/ is on sys.path when run as a script
-    result = echo_baseline(duration=2.0, size=200, window=64)
-    print(result.line())
+Use from another bench script (bench/ is on ``sys.path`` when a script in it runs)::
 
-or run ``python bench/_baseline.py`` on its own.
+    with start_echo_server() as echo:
+        run = await echo_burst(echo, messages=5000, size=200)
+
+or ``python bench/_baseline.py`` on its own (both shapes, a few rounds).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
 
-__all__ = ["EchoResult", "echo_baseline", "echo_baseline_async", "percentiles"]
+from _common import (
+    Child,
+    CpuMeter,
+    Run,
+    add_common_options,
+    alternate,
+    answer_cpu_queries,
+    machine_line,
+    start_echo_server,
+    summary_row,
+)
 
-
-@dataclass(frozen=True)
-class EchoResult:
-    """Messages per second and round-trip percentiles (ms) of one echo run."""
-
-    messages: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-
-    @property
-    def rate(self) -> float:
-        return self.messages / self.seconds if self.seconds else 0.0
-
-    def line(self) -> str:
-        return (
-            f"raw websockets echo   {self.rate:10,.0f} msg/s   "
-            f"rtt p50 {self.p50_ms:6.2f} ms  p99 {self.p99_ms:6.2f} ms   ({self.messages:,} msgs)"
-        )
+__all__ = ["echo_burst", "echo_fixed_rate"]
 
 
-def percentiles(samples: list[float], points: tuple[float, ...] = (50, 90, 99)) -> list[float]:
-    """Nearest-rank percentiles of ``samples`` (plus nothing else); zeros when empty."""
-    if not samples:
-        return [0.0 for _ in points]
-    ordered = sorted(samples)
-    n = len(ordered)
-    return [ordered[min(n - 1, max(0, round(p / 100 * n + 0.5) - 1))] for p in points]
-
-
-async def _serve(port: int) -> None:
+async def _serve() -> None:
     from websockets.asyncio.server import ServerConnection, serve
 
     async def echo(ws: ServerConnection) -> None:
         async for message in ws:
             await ws.send(message)
 
-    async with serve(echo, "127.0.0.1", port, compression=None, max_size=None) as server:
-        bound = next(iter(server.sockets)).getsockname()[1]
-        print(bound, flush=True)
+    async with serve(echo, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        answer_cpu_queries()
+        print(f"echo ready ws://127.0.0.1:{port}/", flush=True)
         await asyncio.Future()
 
 
-def _start_server() -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    return proc, int(proc.stdout.readline())
-
-
-async def echo_baseline_async(
-    duration: float = 2.0, size: int = 200, window: int = 64
-) -> EchoResult:
-    """Run the echo baseline from a running loop (the server is a child process)."""
+async def echo_burst(
+    server: Child,
+    messages: int,
+    size: int = 200,
+    *,
+    window: int = 0,
+    connections: int = 1,
+    label: str = "raw websockets echo",
+) -> Run:
+    """``messages`` per connection, all at once (``window=0``) or ``window`` in flight."""
     from websockets.asyncio.client import connect
 
-    proc, port = _start_server()
+    url = server.url  # type: ignore[attr-defined]
+    payload = b"x" * size
+    clock = time.perf_counter
+    conns = [await connect(url, compression=None, max_size=None) for _ in range(connections)]
     try:
-        async with connect(f"ws://127.0.0.1:{port}/", compression=None, max_size=None) as ws:
-            payload = b"x" * size
-            sent: list[float] = []
-            rtts: list[float] = []
-            received = 0
-            start = time.perf_counter()
-            deadline = start + duration
-            inflight = asyncio.Semaphore(window)
-            done = False
+        cpu = CpuMeter({"server": server})
+        start = clock()
+
+        async def one(ws: object) -> None:
+            gate = asyncio.Semaphore(window) if window else None
 
             async def reader() -> None:
-                nonlocal received
-                async for _ in ws:
-                    rtts.append(time.perf_counter() - sent[received])
+                received = 0
+                async for _ in ws:  # type: ignore[attr-defined]
                     received += 1
-                    inflight.release()
-                    if done and received == len(sent):
+                    if gate is not None:
+                        gate.release()
+                    if received == messages:
                         return
 
             task = asyncio.create_task(reader())
-            while time.perf_counter() < deadline:
-                await inflight.acquire()
-                sent.append(time.perf_counter())
-                await ws.send(payload)
-            done = True
-            if received < len(sent):
-                await asyncio.wait_for(task, timeout=30)
-            elapsed = time.perf_counter() - start
-            task.cancel()
-            p50, p99 = percentiles([r * 1000 for r in rtts], (50, 99))
-            return EchoResult(received, elapsed, p50, p99)
+            for _ in range(messages):
+                if gate is not None:
+                    await gate.acquire()
+                await ws.send(payload)  # type: ignore[attr-defined]
+            await task
+
+        await asyncio.wait_for(asyncio.gather(*(one(ws) for ws in conns)), 120)
+        seconds = clock() - start
+        used = cpu.used()
     finally:
-        proc.terminate()
-        proc.wait()
+        for ws in conns:
+            await ws.close()
+    return Run(label, messages * connections, seconds, used)
 
 
-def echo_baseline(duration: float = 2.0, size: int = 200, window: int = 64) -> EchoResult:
-    """Run the echo baseline from synchronous code (starts its own event loop)."""
-    return asyncio.run(echo_baseline_async(duration, size, window))
+async def echo_fixed_rate(
+    server: Child, rate: float, seconds: float, size: int = 200, *, label: str = ""
+) -> Run:
+    """One message every ``1/rate`` s for ``seconds``; RTT from each scheduled send time."""
+    from websockets.asyncio.client import connect
+
+    url = server.url  # type: ignore[attr-defined]
+    payload = b"x" * size
+    clock = time.perf_counter
+    n = max(1, int(rate * seconds))
+    scheduled = [0.0] * n
+    rtts: list[float] = []
+    async with connect(url, compression=None, max_size=None) as ws:
+        cpu = CpuMeter({"server": server})
+        start = clock()
+
+        async def reader() -> None:
+            async for _ in ws:
+                rtts.append((clock() - scheduled[len(rtts)]) * 1000)
+                if len(rtts) == n:
+                    return
+
+        task = asyncio.create_task(reader())
+        for i in range(n):
+            due = start + i / rate
+            scheduled[i] = due
+            delay = due - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await ws.send(payload)
+        await asyncio.wait_for(task, 60)
+        elapsed = clock() - start
+        used = cpu.used()
+    return Run(label or f"echo fixed {rate:g}/s", n, elapsed, used, {"rtt": rtts})
+
+
+async def _main(args: argparse.Namespace) -> None:
+    print(machine_line(args))
+    with start_echo_server() as echo:
+        results = await alternate(
+            args.rounds,
+            [
+                ("burst", lambda: echo_burst(echo, args.messages, args.size, label="echo burst")),
+                (
+                    "windowed",
+                    lambda: echo_burst(
+                        echo, args.messages, args.size, window=64, label="echo window 64"
+                    ),
+                ),
+            ],
+        )
+    for name, runs in results.items():
+        print(summary_row(f"{name} msg/s", [r.rate for r in runs]))
+        for proc in ("client", "server"):
+            print(
+                summary_row(f"{name} CPU us/msg {proc}", [r.cpu_us(proc) for r in runs], spec=".1f")
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--size", type=int, default=200)
-    parser.add_argument("--window", type=int, default=64)
+    add_common_options(parser)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve(args.port))
+        asyncio.run(_serve())
         return
-    print(echo_baseline(args.duration, args.size, args.window).line())
+    if args.quick:
+        args.messages, args.rounds = 200, 2
+    asyncio.run(_main(args))
 
 
 if __name__ == "__main__":
