@@ -1,25 +1,28 @@
-"""Client-side throughput, ack latency and memory of ``MIMCUser``, next to a raw websockets echo.
+"""What a ``MIMCUser`` user gets: burst rate to the last delivery, latency at a fixed rate from
+the scheduled send time, and the receiver's memory, each next to a raw websockets echo.
 
-Run: ``python bench/client_bench.py`` (about a minute; ``--help`` for sizes).
+Run: ``python bench/client_bench.py`` (a few minutes; ``--quick`` for a smoke run).
 
-Scenarios, all printed next to the same run's raw websockets echo baseline (``_baseline.py``):
+The server is ``LocalServer`` in a child process with a fresh SQLite file. alice and bob are two
+real ``MIMCUser`` facades (reactive streams, ack book, dedup...) in this process, on one loop.
+Each round runs, one after the other:
 
-* **burst**: alice sends N P2P messages (200-byte payloads) at once to bob; we time every
-  packet from ``send_message`` to its ``ServerAck`` (send->ack) and to its arrival on bob's
-  ``p2p_messages`` (send->delivery). Throughput is N over the time until the last ack. Once with
-  ``is_store=False`` and once with ``is_store=True`` (SQLite commit before ack).
-* **fixed rate**: alice sends at R messages/s for a few seconds; the same two latencies.
-* **memory**: bob's process RSS while a million P2P messages pass through the whole client stack
-  (RC4 + protobuf decode in ``ClientSession``, dedup window, facade dispatch to a subscriber).
-  Frames come from a real ``ServerSession`` in memory (no server process, to keep it quick);
-  RSS must level off, because the dedup window and ack cache are bounded.
+* **echo burst**, then **burst store=true** and **burst store=false**: N 200-byte messages sent
+  at once (alice calls ``send_message`` N times); the run ends when bob's ``p2p_messages`` has
+  emitted the **last** of them (the time to alice's last ack is reported next to it). The echo
+  sends N messages at once on one connection and ends at the last echo.
+* **echo fixed rate**, then **fixed store=true** and **fixed store=false**: one message every
+  ``1/--rate`` s for ``--rate-seconds``; each latency (send->ack, send->delivery; the echo's
+  round trip) is measured from the message's **scheduled** send time, so a send that runs late
+  counts its lateness (no coordinated omission). Goals: delivery p99 <= 2x the echo's p99,
+  p99.9 < 3x; CPU per message within 3x of the burst's.
 
-The server is ``python -m mimc_rx serve`` in a child process with a fresh SQLite file, so it has
-its own core; clients run in this process on one event loop.
+Completion is awaited on futures resolved by the subscribers: nothing polls. CPU microseconds
+per message are given for ``client`` (this process: alice and bob) and ``server`` (the child).
 
-Each line also gives the CPU time per message of this process (both clients) and of the server
-process. On a shared machine msg/s moves a lot between runs; CPU per message is the steadier
-figure when comparing two versions of the code.
+Then, once, **memory**: bob alone in a child process (``--receiver``) logs in to the same kind of
+server over websockets and receives ``--messages`` P2P messages (store=false) that alice sends
+from this process with ``--window`` unacked; bob reports his RSS (after a GC) at checkpoints.
 """
 
 from __future__ import annotations
@@ -28,54 +31,34 @@ import argparse
 import asyncio
 import gc
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _baseline
-
-from _baseline import echo_baseline_async, percentiles
+from _baseline import echo_burst, echo_fixed_rate
+from _common import (
+    Child,
+    CpuMeter,
+    Run,
+    add_common_options,
+    alternate,
+    latency_spread,
+    machine_line,
+    spread,
+    start_echo_server,
+    start_mimc_server,
+    summarize,
+    summary_row,
+)
 
 from mimc_rx import AccountTokenFetcher, MIMCUser
-from mimc_rx.protocol.events import Delivery, DeliveryKind, PacketId, Peer
 from mimc_rx.server import DEMO_APP
-from mimc_rx.testing.loopback import LoopbackNet
 
 PAYLOAD = b"x" * 200
-
-
-def _start_server(db: str) -> tuple[subprocess.Popen[str], str, str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mimc_rx",
-            "serve",
-            "--port",
-            "0",
-            "--db",
-            db,
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "ready" not in line:
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    parts = line.split()
-    ws_url = next(p for p in parts if p.startswith("ws://"))
-    http_url = next(p for p in parts if p.startswith("http://")).removesuffix("/api")
-    return proc, ws_url, http_url
+SCRIPT = os.path.abspath(__file__)
 
 
 def _user(account: str, ws_url: str, http_url: str) -> MIMCUser:
@@ -92,222 +75,319 @@ def _user(account: str, ws_url: str, http_url: str) -> MIMCUser:
         token_fetcher=fetch,
         url=ws_url,
         resource=f"bench-{account}",
-        ack_cache_size=1 << 20,
     )
 
 
-class _Timings:
-    """send / ack / delivery times per packet id."""
+class Watch:
+    """alice's acks and bob's deliveries of the current run, against each packet's scheduled
+    send time; ``complete`` resolves when the n-th delivery and the n-th ack are both in."""
 
     def __init__(self, alice: MIMCUser, bob: MIMCUser) -> None:
-        self.sent: dict[str, float] = {}
-        self.acked: dict[str, float] = {}
-        self.delivered: dict[str, float] = {}
-        self.errors = 0
+        self.scheduled: dict[str, float] = {}
+        self.n = 0
+        self.acks = self.deliveries = self.errors = 0
+        self.ack_ms: list[float] = []
+        self.delivery_ms: list[float] = []
+        self.last_ack = self.last_delivery = 0.0
+        self.complete: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.window: asyncio.Semaphore | None = None
         clock = time.perf_counter
 
         def on_ack(ack: Any) -> None:
-            self.acked[ack.packet_id] = clock()
+            now = clock()
+            self.acks += 1
+            self.last_ack = now
             if not ack.ok:
                 self.errors += 1
+            if self.window is not None:
+                self.window.release()
+            due = self.scheduled.get(ack.packet_id)
+            if due is not None:
+                self.ack_ms.append((now - due) * 1000)
+            self._check()
+
+        def on_message(message: Any) -> None:
+            now = clock()
+            self.deliveries += 1
+            self.last_delivery = now
+            due = self.scheduled.get(message.packet_id)
+            if due is not None:
+                self.delivery_ms.append((now - due) * 1000)
+            self._check()
 
         self._subs = [
             alice.server_acks.subscribe(on_ack),
-            bob.p2p_messages.subscribe(lambda m: self.delivered.__setitem__(m.packet_id, clock())),
+            bob.p2p_messages.subscribe(on_message),
         ]
+
+    def _check(self) -> None:
+        if self.acks >= self.n and self.deliveries >= self.n and not self.complete.done():
+            self.complete.set_result(None)
+
+    def arm(self, n: int) -> None:
+        self.scheduled.clear()
+        self.n = n
+        self.acks = self.deliveries = self.errors = 0
+        self.ack_ms, self.delivery_ms = [], []
+        self.complete = asyncio.get_running_loop().create_future()
+
+    async def finish(self, label: str, start: float, cpu: CpuMeter) -> Run:
+        try:
+            await asyncio.wait_for(self.complete, 120)
+        except TimeoutError:
+            raise SystemExit(
+                f"{label}: {self.acks}/{self.n} acks, {self.deliveries}/{self.n} deliveries"
+            ) from None
+        used = cpu.used()
+        if self.errors:
+            raise SystemExit(f"{label}: the server refused {self.errors} messages")
+        return Run(
+            label,
+            self.deliveries,
+            max(self.last_ack, self.last_delivery) - start,
+            used,
+            {"ack": self.ack_ms, "delivery": self.delivery_ms},
+            {
+                "acks": self.acks,
+                "to last ack s": self.last_ack - start,
+                "to last delivery s": self.last_delivery - start,
+            },
+        )
 
     def close(self) -> None:
         for sub in self._subs:
             sub.dispose()
 
-    def latencies(self) -> tuple[list[float], list[float]]:
-        ack = [(self.acked[p] - t) * 1000 for p, t in self.sent.items() if p in self.acked]
-        dlv = [(self.delivered[p] - t) * 1000 for p, t in self.sent.items() if p in self.delivered]
-        return ack, dlv
 
-
-async def _wait(cond: Callable[[], bool], limit: float) -> None:
-    deadline = time.perf_counter() + limit
-    while not cond():
-        if time.perf_counter() > deadline:
-            raise TimeoutError("the benchmark did not complete in time")
-        await asyncio.sleep(0.001)
-
-
-class _Cpu:
-    """CPU seconds used by this process (the clients) and by the server process since start."""
-
-    def __init__(self, server: psutil.Process) -> None:
-        self._server = server
-        self._start = (time.process_time(), self._server_seconds())
-
-    def _server_seconds(self) -> float:
-        times = self._server.cpu_times()
-        return float(times.user + times.system)
-
-    def per_message(self, n: int) -> str:
-        client = (time.process_time() - self._start[0]) / n * 1e6
-        server = (self._server_seconds() - self._start[1]) / n * 1e6
-        return f"   CPU/msg client {client:5.0f} us server {server:5.0f} us"
-
-
-def _line(label: str, n: int, seconds: float, ack: list[float], dlv: list[float]) -> str:
-    a50, a90, a99 = percentiles(ack, (50, 90, 99))
-    d50, d90, d99 = percentiles(dlv, (50, 90, 99))
-    rate = n / seconds if seconds else 0.0
-    return (
-        f"{label:<22}{rate:10,.0f} msg/s   "
-        f"send->ack p50/p90/p99 {a50:6.2f}/{a90:6.2f}/{a99:7.2f} ms"
-        f"   send->delivery p50/p90/p99 {d50:6.2f}/{d90:6.2f}/{d99:7.2f} ms   ({n:,} msgs)"
-    )
-
-
-async def _burst(
-    alice: MIMCUser, bob: MIMCUser, n: int, store: bool, server: psutil.Process
-) -> str:
-    t = _Timings(alice, bob)
-    cpu = _Cpu(server)
-    clock = time.perf_counter
-    start = clock()
+async def _burst(watch: Watch, alice: MIMCUser, server: Child, n: int, store: bool) -> Run:
+    watch.arm(n)
+    cpu = CpuMeter({"server": server})
+    start = time.perf_counter()
     for _ in range(n):
-        pid = alice.send_message("bob", PAYLOAD, is_store=store)
-        t.sent[pid] = clock()
-    await _wait(lambda: len(t.acked) >= n, 120)
-    elapsed = max(t.acked.values()) - start
-    await _wait(lambda: len(t.delivered) >= n, 120)
-    used = cpu.per_message(n)
-    t.close()
-    ack, dlv = t.latencies()
-    label = f"burst store={'yes' if store else 'no'}"
-    errors = f"  ERRORS {t.errors}" if t.errors else ""
-    return _line(label, n, elapsed, ack, dlv) + used + errors
+        watch.scheduled[alice.send_message("bob", PAYLOAD, is_store=store)] = start
+    return await watch.finish(f"burst store={str(store).lower()}", start, cpu)
 
 
-async def _fixed_rate(
-    alice: MIMCUser, bob: MIMCUser, rate: int, seconds: float, server: psutil.Process
-) -> str:
-    t = _Timings(alice, bob)
-    cpu = _Cpu(server)
+async def _fixed(
+    watch: Watch, alice: MIMCUser, server: Child, rate: float, seconds: float, store: bool
+) -> Run:
+    n = max(1, int(rate * seconds))
+    watch.arm(n)
+    cpu = CpuMeter({"server": server})
     clock = time.perf_counter
-    n = int(rate * seconds)
     start = clock()
     for i in range(n):
         due = start + i / rate
         delay = due - clock()
         if delay > 0:
             await asyncio.sleep(delay)
-        pid = alice.send_message("bob", PAYLOAD, is_store=False)
-        t.sent[pid] = clock()
-    await _wait(lambda: len(t.acked) >= n and len(t.delivered) >= n, 60)
-    elapsed = clock() - start
-    used = cpu.per_message(n)
-    t.close()
-    ack, dlv = t.latencies()
-    return _line(f"fixed {rate}/s", n, elapsed, ack, dlv) + used
+        watch.scheduled[alice.send_message("bob", PAYLOAD, is_store=store)] = due
+    return await watch.finish(f"fixed {rate:g}/s store={str(store).lower()}", start, cpu)
 
 
-async def _memory(total: int, batch: int) -> list[str]:
-    """Feed ``total`` messages through bob's whole client stack; RSS at checkpoints."""
-    net = LoopbackNet()
-    bob = net.user("bob", reconnect=False)
-    net.hub.add_account("alice")
-    assert (await bob.login()).online
+# --- memory: bob in a child process ---------------------------------------------------------
+
+
+async def _receiver(ws_url: str, http_url: str, total: int) -> None:
+    """The child: log bob in, count deliveries, print RSS at checkpoints, exit at ``total``."""
+    bob = _user("bob", ws_url, http_url)
+    proc = psutil.Process()
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    checkpoints = sorted({total // 100, total // 10, total // 2, total} - {0})
     received = 0
 
-    def count(_message: object) -> None:
+    def report(label: str) -> None:
+        gc.collect()
+        rss = proc.memory_info().rss / 2**20
+        print(f"{label} {received} {rss:.2f} {time.process_time():.3f}", flush=True)
+
+    def on_message(_message: object) -> None:
         nonlocal received
         received += 1
+        if received == checkpoints[0]:
+            report("at")
+            checkpoints.pop(0)
+            if not checkpoints and not done.done():
+                done.set_result(None)
 
-    bob.p2p_messages.subscribe(count)
-    transport = net.transports[-1]
-    pair = transport.pair
-    server, client = pair.server, pair.client
-    sender = Peer(app_id=net.hub.app_id, app_account="alice", resource="r")
-    proc = psutil.Process()
-    gc.collect()
-    rows = [f"  after login              RSS {proc.memory_info().rss / 2**20:7.1f} MiB"]
-    checkpoints = {total // 10, total // 2, total}
-    seq = 1_000_000
-    loop = asyncio.get_running_loop()
-    start = time.perf_counter()
-    fed = 0
-    while fed < total:
-        items = []
-        for _ in range(min(batch, total - fed)):
-            seq += 1
-            items.append(
-                Delivery(
-                    kind=DeliveryKind.P2P,
-                    packet_id=PacketId(f"p{seq}"),
-                    package=net.hub.package,
-                    sequence=seq,
-                    timestamp=seq,
-                    sender=sender,
-                    payload=PAYLOAD,
-                    to_account="bob",
-                )
-            )
-        server.deliver(items, max_sequence=seq)
-        for frame in server.data_to_send():
-            client.receive_data(frame, loop.time())
-        transport.on_events(client.events_received())
-        client.data_to_send()  # the SEQUENCE_ACKs: a server would read them
-        fed += len(items)
-        if fed in checkpoints:
-            gc.collect()
-            rows.append(
-                f"  after {fed:>9,} messages  RSS {proc.memory_info().rss / 2**20:7.1f} MiB"
-                f"   dedup window {len(bob._router.seen):,}   received {received:,}"
-            )
-    elapsed = time.perf_counter() - start
-    rows.append(
-        f"  {total:,} messages decoded and dispatched in {elapsed:.1f} s "
-        f"({total / elapsed:,.0f} msg/s, server-side encoding included)"
-    )
+    bob.p2p_messages.subscribe(on_message)
+    assert (await bob.login()).online
+    report("login")
+    await done
     await bob.logout()
+
+
+async def _memory(server: Child, args: argparse.Namespace) -> list[str]:
+    """alice sends ``--messages`` to bob (a child process); bob's RSS at his checkpoints."""
+    ws_url, http_url = server.ws_url, server.http_url  # type: ignore[attr-defined]
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        SCRIPT,
+        "--receiver",
+        ws_url,
+        http_url,
+        str(args.messages),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    rows: list[str] = []
+
+    def row(line: bytes) -> tuple[int, float, float]:
+        _, count, rss, cpu = line.split()
+        return int(count), float(rss), float(cpu)
+
+    _, login_rss, login_cpu = row(await child.stdout.readline())
+    rows.append(f"    after login           RSS {login_rss:7.1f} MiB")
+    alice = _user("alice", ws_url, http_url)
+    assert (await alice.login()).online
+    window = asyncio.Semaphore(args.window)
+    subscription = alice.server_acks.subscribe(lambda _ack: window.release())
+    start = time.perf_counter()
+
+    async def send() -> None:
+        for _ in range(args.messages):
+            await window.acquire()
+            alice.send_message("bob", PAYLOAD, is_store=False)
+
+    sender = asyncio.create_task(send())
+    first_rss = 0.0
+    count = 0
+    while count < args.messages:
+        line = await asyncio.wait_for(child.stdout.readline(), 300)
+        if not line:
+            raise SystemExit("the receiver ended early")
+        count, rss, cpu = row(line)
+        first_rss = first_rss or rss
+        rows.append(
+            f"    after {count:>9,} msgs  RSS {rss:7.1f} MiB  (+{rss - login_rss:5.1f} since login,"
+            f" +{rss - first_rss:5.1f} since the first checkpoint)"
+        )
+    elapsed = time.perf_counter() - start
+    await sender
+    subscription.dispose()
+    await alice.logout()
+    await child.wait()
+    rows.append(
+        f"    {args.messages:,} messages in {elapsed:.1f} s ({args.messages / elapsed:,.0f} msg/s);"
+        f" bob's CPU {(cpu - login_cpu) / args.messages * 1e6:.1f} us/msg"
+    )
     return rows
 
 
+def _points(runs: list[Run], kind: str, point: float) -> list[float]:
+    return [latency_spread([r], kind, point).median for r in runs]
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
 async def _main(args: argparse.Namespace) -> None:
-    print(f"mimc-rx client benchmark   python {sys.version.split()[0]}   {os.cpu_count()} CPUs")
-    base = await echo_baseline_async(duration=args.baseline_seconds, size=200, window=64)
-    print(base.line())
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, ws_url, http_url = _start_server(os.path.join(tmp, "bench.db"))
-        try:
-            alice, bob = _user("alice", ws_url, http_url), _user("bob", ws_url, http_url)
-            assert (await alice.login()).online
-            assert (await bob.login()).online
-            server = psutil.Process(proc.pid)
-            await _burst(alice, bob, 200, False, server)  # warm-up, not printed
-            for line in (
-                await _burst(alice, bob, args.burst, False, server),
-                await _burst(alice, bob, args.burst, True, server),
-                await _fixed_rate(alice, bob, args.rate, args.rate_seconds, server),
-            ):
-                print(line)
-            await alice.logout()
-            await bob.logout()
-        finally:
-            proc.terminate()
-            proc.wait()
-    if args.messages:
-        print(f"memory while receiving {args.messages:,} messages (bob, one process):")
-        for row in await _memory(args.messages, args.batch):
-            print(row)
+    print(
+        f"client bench: bursts of {args.burst:,}, fixed {args.rate:g}/s for "
+        f"{args.rate_seconds:g} s, {args.rounds} rounds; memory over {args.messages:,} messages"
+    )
+    print(machine_line(args))
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        start_mimc_server(os.path.join(tmp, "bench.db")) as server,
+        start_echo_server() as echo,
+    ):
+        alice = _user("alice", server.ws_url, server.http_url)
+        bob = _user("bob", server.ws_url, server.http_url)
+        assert (await alice.login()).online
+        assert (await bob.login()).online
+        watch = Watch(alice, bob)
+        await _burst(watch, alice, server, min(200, args.burst), True)  # warm-up, not counted
+
+        def burst(store: bool) -> Callable[[], Awaitable[Run]]:
+            return lambda: _burst(watch, alice, server, args.burst, store)
+
+        def fixed(store: bool) -> Callable[[], Awaitable[Run]]:
+            return lambda: _fixed(watch, alice, server, args.rate, args.rate_seconds, store)
+
+        results = await alternate(
+            args.rounds,
+            [
+                ("echo burst", lambda: echo_burst(echo, args.burst, label="echo burst")),
+                ("burst stored", burst(True)),
+                ("burst volatile", burst(False)),
+                ("echo fixed", lambda: echo_fixed_rate(echo, args.rate, args.rate_seconds)),
+                ("fixed stored", fixed(True)),
+                ("fixed volatile", fixed(False)),
+            ],
+        )
+        watch.close()
+        await alice.logout()
+        await bob.logout()
+        memory = await _memory(server, args) if args.messages else []
+
+    print(f"summary of {args.rounds} alternated rounds (ours / echo, per round):")
+    print("  burst, until the last delivery and the last ack:")
+    summarize(results, "echo burst", ["burst stored", "burst volatile"])
+    for name in ("burst stored", "burst volatile"):
+        runs = results[name]
+        last_ack = spread([r.notes["to last ack s"] for r in runs]).show(".3f")
+        last_delivery = spread([r.notes["to last delivery s"] for r in runs]).show(".3f")
+        print(f"  {runs[0].label}: last ack {last_ack} s, last delivery {last_delivery} s")
+    echo = results["echo fixed"]
+    print("  fixed rate, latency (ms) from the scheduled send time:")
+    for point in (50, 99, 99.9):
+        print(
+            summary_row(f"{echo[0].label} rtt p{point:g}", _points(echo, "rtt", point), spec=".2f")
+        )
+    for name in ("fixed stored", "fixed volatile"):
+        runs = results[name]
+        for kind in ("ack", "delivery"):
+            for point in (50, 99, 99.9):
+                print(
+                    summary_row(
+                        f"{runs[0].label} {kind} p{point:g}",
+                        _points(runs, kind, point),
+                        _points(echo, "rtt", point),
+                        spec=".2f",
+                    )
+                )
+    print("  fixed rate, CPU us/msg (ratio to the echo at this rate; to our burst, same store):")
+    for name, burst_name in (
+        ("fixed stored", "burst stored"),
+        ("fixed volatile", "burst volatile"),
+    ):
+        runs, bursts = results[name], results[burst_name]
+        for proc in ("client", "server"):
+            low = [r.cpu_us(proc) for r in runs]
+            to_burst = spread([x / b.cpu_us(proc) for x, b in zip(low, bursts, strict=True)])
+            print(
+                summary_row(
+                    f"{runs[0].label} {proc}", low, [r.cpu_us(proc) for r in echo], spec=".1f"
+                )
+                + f"   {to_burst.show('.1f')}x burst"
+            )
+    if memory:
+        print("  memory of the receiving client (bob alone in a process, through the server):")
+        for line in memory:
+            print(line)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--burst", type=int, default=5000, help="messages in each burst")
-    parser.add_argument("--rate", type=int, default=1000, help="messages/s of the fixed-rate run")
-    parser.add_argument("--rate-seconds", type=float, default=3.0)
-    parser.add_argument("--baseline-seconds", type=float, default=2.0)
+    parser.add_argument("--rate", type=float, default=500, help="msg/s of the fixed-rate runs")
+    parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument(
         "--messages", type=int, default=1_000_000, help="messages of the memory run (0 skips it)"
     )
-    parser.add_argument("--batch", type=int, default=100, help="messages per COMPOUND (memory)")
-    asyncio.run(_main(parser.parse_args()))
+    parser.add_argument("--window", type=int, default=1000, help="unacked sends (memory run)")
+    parser.add_argument("--receiver", nargs=3, help=argparse.SUPPRESS)
+    add_common_options(parser)
+    args = parser.parse_args()
+    if args.receiver:
+        ws_url, http_url, total = args.receiver
+        asyncio.run(_receiver(ws_url, http_url, int(total)))
+        return
+    if args.quick:
+        args.burst, args.rate, args.rate_seconds, args.rounds = 200, 200, 0.5, 2
+        args.messages = min(args.messages, 2000)
+    asyncio.run(_main(args))
 
 
 if __name__ == "__main__":
