@@ -26,8 +26,8 @@ import asyncio
 import time
 
 from _common import (
-    Child,
     CpuMeter,
+    EchoServer,
     Run,
     add_common_options,
     alternate,
@@ -55,7 +55,7 @@ async def _serve() -> None:
 
 
 async def echo_burst(
-    server: Child,
+    server: EchoServer,
     messages: int,
     size: int = 200,
     *,
@@ -66,7 +66,7 @@ async def echo_burst(
     """``messages`` per connection, all at once (``window=0``) or ``window`` in flight."""
     from websockets.asyncio.client import connect
 
-    url = server.url  # type: ignore[attr-defined]
+    url = server.url
     payload = b"x" * size
     clock = time.perf_counter
     conns = [await connect(url, compression=None, max_size=None) for _ in range(connections)]
@@ -103,12 +103,12 @@ async def echo_burst(
 
 
 async def echo_fixed_rate(
-    server: Child, rate: float, seconds: float, size: int = 200, *, label: str = ""
+    server: EchoServer, rate: float, seconds: float, size: int = 200, *, label: str = ""
 ) -> Run:
     """One message every ``1/rate`` s for ``seconds``; RTT from each scheduled send time."""
     from websockets.asyncio.client import connect
 
-    url = server.url  # type: ignore[attr-defined]
+    url = server.url
     payload = b"x" * size
     clock = time.perf_counter
     n = max(1, int(rate * seconds))

@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import psutil  # type: ignore[import-untyped]
 
@@ -31,6 +32,8 @@ __all__ = [
     "BENCH_DIR",
     "Child",
     "CpuMeter",
+    "EchoServer",
+    "MimcServer",
     "Run",
     "Spread",
     "add_common_options",
@@ -259,7 +262,7 @@ class Child:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> Child:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

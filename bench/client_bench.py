@@ -42,6 +42,7 @@ from _baseline import echo_burst, echo_fixed_rate
 from _common import (
     Child,
     CpuMeter,
+    MimcServer,
     Run,
     add_common_options,
     alternate,
@@ -217,9 +218,9 @@ async def _receiver(ws_url: str, http_url: str, total: int) -> None:
     await bob.logout()
 
 
-async def _memory(server: Child, args: argparse.Namespace) -> list[str]:
+async def _memory(server: MimcServer, args: argparse.Namespace) -> list[str]:
     """alice sends ``--messages`` to bob (a child process); bob's RSS at his checkpoints."""
-    ws_url, http_url = server.ws_url, server.http_url  # type: ignore[attr-defined]
+    ws_url, http_url = server.ws_url, server.http_url
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         SCRIPT,
@@ -329,11 +330,15 @@ async def _main(args: argparse.Namespace) -> None:
         last_ack = spread([r.notes["to last ack s"] for r in runs]).show(".3f")
         last_delivery = spread([r.notes["to last delivery s"] for r in runs]).show(".3f")
         print(f"  {runs[0].label}: last ack {last_ack} s, last delivery {last_delivery} s")
-    echo = results["echo fixed"]
+    echo_runs = results["echo fixed"]
     print("  fixed rate, latency (ms) from the scheduled send time:")
     for point in (50, 99, 99.9):
         print(
-            summary_row(f"{echo[0].label} rtt p{point:g}", _points(echo, "rtt", point), spec=".2f")
+            summary_row(
+                f"{echo_runs[0].label} rtt p{point:g}",
+                _points(echo_runs, "rtt", point),
+                spec=".2f",
+            )
         )
     for name in ("fixed stored", "fixed volatile"):
         runs = results[name]
@@ -343,7 +348,7 @@ async def _main(args: argparse.Namespace) -> None:
                     summary_row(
                         f"{runs[0].label} {kind} p{point:g}",
                         _points(runs, kind, point),
-                        _points(echo, "rtt", point),
+                        _points(echo_runs, "rtt", point),
                         spec=".2f",
                     )
                 )
@@ -358,7 +363,7 @@ async def _main(args: argparse.Namespace) -> None:
             to_burst = spread([x / b.cpu_us(proc) for x, b in zip(low, bursts, strict=True)])
             print(
                 summary_row(
-                    f"{runs[0].label} {proc}", low, [r.cpu_us(proc) for r in echo], spec=".1f"
+                    f"{runs[0].label} {proc}", low, [r.cpu_us(proc) for r in echo_runs], spec=".1f"
                 )
                 + f"   {to_burst.show('.1f')}x burst"
             )

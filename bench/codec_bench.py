@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import time
 import timeit
 from collections.abc import Callable
@@ -142,8 +143,8 @@ def _cases() -> list[tuple[str, Callable[[], object]]]:
     ):
         data = codec.encode_packet(packet)
         assert codec.decode_packet(data) == packet, name
-        cases.append((f"{name} encode", lambda p=packet: codec.encode_packet(p)))
-        cases.append((f"{name} decode", lambda d=data: codec.decode_packet(d)))
+        cases.append((f"{name} encode", functools.partial(codec.encode_packet, packet)))
+        cases.append((f"{name} decode", functools.partial(codec.decode_packet, data)))
 
     # Whole frames through the sessions (what the drivers call).
     hub, client, server = _sessions()

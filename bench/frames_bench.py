@@ -26,7 +26,7 @@ from array import array
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow as pa
 from _common import Run, add_common_options, alternate, machine_line, self_cpu, spread
 
 from mimc_rx.frames import events_to_frame

@@ -1,0 +1,37 @@
+"""Every bench script still runs: its ``--quick`` mode, end to end, in a few seconds.
+
+The figures of a quick run mean nothing; what this catches is a bench that no longer starts
+(an import moved, a renamed name, a server option gone) or no longer prints its comparison.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+# script -> a piece of its summary that only a completed run prints
+SCRIPTS = {
+    "_baseline.py": "burst msg/s",
+    "server_bench.py": "P2P store=true msg/s",
+    "client_bench.py": "bob's CPU",
+    "codec_bench.py": "x echo",
+    "frames_bench.py": "events_to_frame",
+}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_quick_run(script: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert SCRIPTS[script] in done.stdout, done.stdout[-3000:]
