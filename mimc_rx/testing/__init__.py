@@ -3,10 +3,13 @@
 * ``SessionPair``: one ``ClientSession`` and one ``ServerSession`` back to back.
 * ``MemoryHub``: several pairs and the least business logic that routes between them.
 * ``ManualClock``: the time they all see.
+* ``FaultProxy``: a TCP proxy that cuts, freezes, pauses, delays and throttles connections,
+  per route (one port per user) or for all, and logs each fault (``FaultRecord``).
 """
 
 from __future__ import annotations
 
+from mimc_rx.testing.faults import FaultKind, FaultRecord, FaultSpan, fault_spans
 from mimc_rx.testing.hub import (
     DEFAULT_APP_ID,
     DEFAULT_PACKAGE,
@@ -15,13 +18,21 @@ from mimc_rx.testing.hub import (
     token_answer,
 )
 from mimc_rx.testing.pair import ManualClock, SessionPair
+from mimc_rx.testing.proxy import DEFAULT_ROUTE, FaultProxy, RouteStats
 
 __all__ = [
     "DEFAULT_APP_ID",
     "DEFAULT_PACKAGE",
+    "DEFAULT_ROUTE",
     "FakeAccount",
+    "FaultKind",
+    "FaultProxy",
+    "FaultRecord",
+    "FaultSpan",
     "ManualClock",
     "MemoryHub",
+    "RouteStats",
     "SessionPair",
+    "fault_spans",
     "token_answer",
 ]
