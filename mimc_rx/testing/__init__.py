@@ -5,6 +5,8 @@
 * ``ManualClock``: the time they all see.
 * ``FaultProxy``: a TCP proxy that cuts, freezes, pauses, delays and throttles connections,
   per route (one port per user) or for all, and logs each fault (``FaultRecord``).
+* ``ServerProcess``: ``python -m mimc_rx serve`` as a child process to SIGKILL and restart on
+  the same port and database.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from mimc_rx.testing.hub import (
     token_answer,
 )
 from mimc_rx.testing.pair import ManualClock, SessionPair
+from mimc_rx.testing.process import ServerProcess, ServerStartError
 from mimc_rx.testing.proxy import DEFAULT_ROUTE, FaultProxy, RouteStats
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "ManualClock",
     "MemoryHub",
     "RouteStats",
+    "ServerProcess",
+    "ServerStartError",
     "SessionPair",
     "fault_spans",
     "token_answer",
