@@ -81,12 +81,6 @@ def _build_parser() -> argparse.ArgumentParser:
         help="offline messages pushed at login; more become a pull notification",
     )
     serve.add_argument(
-        "--ws",
-        default="websockets-sansio",
-        choices=["websockets-sansio", "websockets"],
-        help="uvicorn's websocket implementation",
-    )
-    serve.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -105,9 +99,7 @@ async def _serve(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         backlog_limit=args.backlog_limit,
     )
-    server = LocalServer(
-        db=args.db, apps=args.apps, host=args.host, port=args.port, config=config, ws=args.ws
-    )
+    server = LocalServer(db=args.db, apps=args.apps, host=args.host, port=args.port, config=config)
     if not args.apps:
         app = DEMO_APP
         log.info(

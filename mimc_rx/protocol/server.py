@@ -67,7 +67,7 @@ from mimc_rx.protocol.events import (
 from mimc_rx.protocol.framing import Frame, frame_bytes, parse_frame, serialize_frame
 from mimc_rx.protocol.ids import CounterIdFactory, random_challenge, wall_clock_ms
 
-__all__ = ["CIPHER_RC4", "GroupBodies", "ServerSession", "ServerState"]
+__all__ = ["CIPHER_RC4", "GroupBodies", "ServerSession", "ServerState", "delivery_of"]
 
 CIPHER_RC4: Final = 1
 """ClientHeader.cipher for an RC4 payload (docs/protocol.md 4.1, 5)."""
@@ -718,6 +718,51 @@ class ServerSession:
         # STYLE.md 3: record it, tell the business logic, close; the peer learns nothing.
         self._events.append(ProtocolFailure(reason=reason, detail=detail))
         self.close()
+
+
+def delivery_of(
+    sent: P2PReceived | P2TReceived,
+    *,
+    sequence: int,
+    timestamp: int,
+    sender: Peer | None = None,
+    package: str | None = None,
+    to_uuid: int = 0,
+) -> Delivery:
+    """The COMPOUND entry that hands ``sent`` to one receiver (docs/protocol.md 6.6, 6.7).
+
+    The one place a :class:`Delivery` is built, for a message just received, one read back from
+    storage, or one a backend pushes as an account: each describes it as the packet its sender
+    sent. ``sequence`` is in the receiver's sequence space (6.15) and ``timestamp`` the server's
+    time of the message. ``sender`` and ``package`` override the packet's claims; a server passes
+    the identity the connection bound with, never what the packet says. ``to_uuid`` names the
+    P2P recipient's uuid (the packet carries only the account).
+    """
+    if isinstance(sent, P2TReceived):
+        kind, topic_id, to_account, to_resource = DeliveryKind.P2T, sent.topic_id, "", ""
+        to_uuid = 0
+    else:
+        kind, topic_id, to_account, to_resource = (
+            DeliveryKind.P2P,
+            0,
+            sent.to_account,
+            sent.to_resource,
+        )
+    return Delivery(
+        kind=kind,
+        packet_id=sent.packet_id,
+        package=sent.package if package is None else package,
+        sequence=sequence,
+        timestamp=timestamp,
+        sender=sent.sender if sender is None else sender,
+        payload=sent.payload,
+        is_store=sent.is_store,
+        biz_type=sent.biz_type,
+        to_account=to_account,
+        to_uuid=to_uuid,
+        to_resource=to_resource,
+        topic_id=topic_id,
+    )
 
 
 def _pid(packet_id: str | None) -> PacketId | None:

@@ -18,10 +18,10 @@ from typing import Any
 
 from mimc_rx.server.config import AppConfig, ServerConfig
 from mimc_rx.server.storage import Store, User
+from mimc_rx.server.validation import ApiError, parse_id, parse_text
 
 __all__ = [
     "CHID",
-    "ApiError",
     "Caller",
     "TokenService",
     "TokenStatus",
@@ -29,15 +29,6 @@ __all__ = [
 
 CHID = 9
 """The MIMC channel id, always 9 (docs/protocol.md 4.1)."""
-
-
-class ApiError(Exception):
-    """An HTTP API refusal, answered as ``{"code": code, "message": message, "data": null}``."""
-
-    def __init__(self, code: int, message: str) -> None:
-        self.code = code
-        self.message = message
-        super().__init__(f"{code}: {message}")
 
 
 class TokenStatus(Enum):
@@ -133,9 +124,9 @@ class TokenService:
         Raises:
             ApiError: missing fields, unknown app, or wrong key/secret; nothing is issued.
         """
-        account = body.get("appAccount")
-        if not isinstance(account, str) or not account:
-            raise ApiError(400, "appAccount is required")
+        account = parse_text(
+            body.get("appAccount"), "appAccount", max_bytes=self.config.max_field_bytes
+        )
         return self.issue(self.app_for_credentials(body), account)
 
     def app_for_credentials(self, body: Mapping[str, Any]) -> AppConfig:
@@ -161,12 +152,13 @@ class TokenService:
     # ------------------------------------------------------------------ lookups
 
     def app_by_id(self, value: object) -> AppConfig | None:
-        """The configured app whose id is ``value`` (an int or a decimal string)."""
-        try:
-            app_id = int(value)  # type: ignore[call-overload]
-        except (TypeError, ValueError):
-            return None
-        return self.apps.get(app_id)
+        """The configured app whose id is ``value`` (an int or a decimal string); None if none.
+
+        Raises:
+            ApiError: 400 when ``value`` is not a 64-bit integer (a float such as the infinity
+                of ``1e400``, a bool, garbage), before any credential is looked at.
+        """
+        return self.apps.get(parse_id(value, "appId"))
 
     def resolve(self, token: str) -> tuple[TokenStatus, User | None]:
         """Look a token up: valid (with its user), expired, or unknown."""
@@ -204,6 +196,7 @@ class TokenService:
             app = self._by_key.get(key)
             if app is None or not _same(secret, app.app_secret):
                 raise ApiError(401, "invalid appKey or appSecret")
+            parse_text(account, "the appAccount header", max_bytes=self.config.max_field_bytes)
             return Caller(user=self.store.ensure_user(app.app_id, account), app=app)
         raise ApiError(
             401, "missing credentials: send a token header, or appKey, appSecret and appAccount"

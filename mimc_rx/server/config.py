@@ -110,6 +110,19 @@ class ServerConfig:
         send_timeout: seconds one websocket write may take before the connection is given up.
         max_request_body: the largest HTTP request body read, in bytes; a larger one is refused
             with ``code`` 413 in the JSON envelope.
+        handshake_timeout: seconds a new TCP connection has to send a complete HTTP request
+            head (an API call or the websocket upgrade), and an HTTP request to send its body;
+            a connection that sends nothing, or headers that never end, is closed then.
+        login_timeout: seconds an accepted websocket has to complete CONN and BIND (6.1-6.3);
+            the SDKs log in right after connecting, so only a stuck or hostile client hits it.
+        max_pending_connections: the most connections at once that have not yet sent a request
+            head or, for websockets, bound a user; a newer one is closed at once, so
+            unauthenticated clients cannot use up the server's file descriptors.
+        max_field_bytes: the longest account, resource, packet id or ``bizType`` accepted, in
+            UTF-8 bytes, on the websocket and in the HTTP APIs. The SDKs send a few dozen
+            bytes; a longer value is refused (``errorMsg`` in the PACKET_ACK, code 400 over
+            HTTP) instead of stored.
+        max_text_bytes: the longest topic name or bulletin accepted, in UTF-8 bytes.
         sync_full: use ``PRAGMA synchronous=FULL`` (survives power loss) instead of ``NORMAL``
             (survives a crash of the server process, the documented guarantee).
         clock: wall clock in seconds since the epoch; tests inject a fake one to expire tokens.
@@ -135,6 +148,11 @@ class ServerConfig:
     max_outbound_bytes: int = 8 * 1024 * 1024
     send_timeout: float = 30.0
     max_request_body: int = 1024 * 1024
+    handshake_timeout: float = 5.0
+    login_timeout: float = 30.0
+    max_pending_connections: int = 2048
+    max_field_bytes: int = 256
+    max_text_bytes: int = 4096
     sync_full: bool = False
     clock: Callable[[], float] = field(default=time.time)
     challenges: Callable[[], str] | None = None

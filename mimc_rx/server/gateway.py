@@ -30,7 +30,7 @@ from mimc_rx.server.config import AppConfig
 from mimc_rx.server.hub import Hub
 from mimc_rx.server.storage import User
 
-__all__ = ["Connection", "Gateway"]
+__all__ = ["Gateway", "GatewayConnection", "Message", "Receive", "Scope", "Send"]
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,14 @@ Send = Callable[[Message], Awaitable[None]]
 _counter = itertools.count(1)
 
 
-class Connection:
-    """One websocket and its session, as the hub sees it.
+class GatewayConnection:
+    """One websocket and its session: the hub's :class:`~mimc_rx.server.hub.ClientLink`.
 
     Attributes:
         session: the sans-I/O server session of this connection.
         user, app, resource, peer: who is bound here (None / "" before BIND).
         last_seen: loop time of the last message received, for the idle sweep.
+        opened_at: loop time the websocket was accepted, for the login timeout.
     """
 
     def __init__(self, hub: Hub, send: Send, client: str) -> None:
@@ -66,7 +67,7 @@ class Connection:
         self.peer = Peer(app_id=0)
         self._send = send
         self._loop = asyncio.get_running_loop()
-        self.last_seen = self._loop.time()
+        self.opened_at = self.last_seen = self._loop.time()
         self._out: deque[bytes] = deque()
         self._out_bytes = 0  # bytes in self._out, against ServerConfig.max_outbound_bytes
         # Loop time when the write in progress started (None between writes); the hub's sweep
@@ -238,7 +239,7 @@ class Gateway:
             return
         await send({"type": "websocket.accept"})
         client = scope.get("client")
-        conn = Connection(self.hub, send, f"{client[0]}:{client[1]}" if client else "?")
+        conn = GatewayConnection(self.hub, send, f"{client[0]}:{client[1]}" if client else "?")
         self.hub.attach(conn)
         log.debug("%s: connected", conn)
         try:

@@ -31,13 +31,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from mimc_rx.protocol.events import (
     BadPacket,
     BindRequested,
     Delivery,
-    DeliveryKind,
     P2PReceived,
     P2TReceived,
     PacketId,
@@ -55,21 +54,64 @@ from mimc_rx.protocol.events import (
     UCSequenceAcked,
     UnbindRequested,
 )
-from mimc_rx.protocol.server import GroupBodies
+from mimc_rx.protocol.server import GroupBodies, ServerSession, delivery_of
 from mimc_rx.server.auth import TokenService, TokenStatus
 from mimc_rx.server.config import AppConfig, ServerConfig
-from mimc_rx.server.storage import MessageKind, Store, StoredMessage, UCTopic
+from mimc_rx.server.storage import Store, StoredMessage, UCTopic, User
+from mimc_rx.server.validation import utf8_longer_than
 
-if TYPE_CHECKING:
-    from mimc_rx.server.gateway import Connection
-
-__all__ = ["Hub", "compound_chunks"]
+__all__ = ["ClientLink", "Hub", "compound_chunks"]
 
 log = logging.getLogger(__name__)
 
 # Bytes counted for one packet beside its payload (ids, peers, sequence, biz type): generous, so
 # a frame stays under the budget without encoding it twice.
 _ENTRY_OVERHEAD = 512
+
+
+class ClientLink(Protocol):
+    """What the hub needs of one client connection; the gateway's connection is one.
+
+    A protocol rather than the gateway's class, so the hub (and the push API) depend on no
+    transport: the gateway imports the hub, never the other way round.
+
+    Attributes:
+        session: the sans-I/O server session the hub commands.
+        user, app, resource, peer: who is bound here (None / "" before BIND).
+        last_seen: loop time of the last message received, for the idle sweep.
+        opened_at: loop time the connection was accepted, for the login timeout.
+    """
+
+    session: ServerSession
+    user: User | None
+    app: AppConfig | None
+    resource: str
+    peer: Peer
+    last_seen: float
+    opened_at: float
+
+    @property
+    def can_send(self) -> bool:
+        """True while session commands may be issued (open and bound)."""
+        ...
+
+    def bound(self, user: User, app: AppConfig, resource: str) -> None:
+        """Record the identity a successful BIND established."""
+
+    def pump(self) -> None:
+        """Move the session's frames to the writer (at the end of a tick)."""
+
+    def kick(self, err_type: str, err_reason: str, err_desc: str) -> None:
+        """Send KICK (docs/protocol.md 6.13) and close."""
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close after the queued frames are written. Idempotent."""
+
+    def expire(self, now: float) -> None:
+        """Run the session's timers if their deadline passed."""
+
+    def check_writer(self, now: float) -> None:
+        """Close the connection when one write has been blocked too long."""
 
 
 class _HasPayload(Protocol):
@@ -106,6 +148,10 @@ ERR_OTHER_APP = "recipient belongs to another app"
 ERR_NO_TOPIC = "topic not found"
 ERR_NOT_MEMBER = "not a member of the topic"
 ERR_MALFORMED = "malformed packet"
+ERR_LONG_PACKET_ID = "packetId too long"
+ERR_LONG_BIZ_TYPE = "bizType too long"
+ERR_LONG_ACCOUNT = "toAccount too long"
+ERR_LONG_RESOURCE = "toResource too long"
 
 # UC JOIN_RESP / QUIT_RESP codes; 0 is success (docs/protocol.md 4.4).
 UC_OK = 0
@@ -137,15 +183,17 @@ class Hub:
         self.apps = apps
         self.config = config
         self.tokens = tokens
-        self.connections: set[Connection] = set()
+        self.connections: set[ClientLink] = set()
+        self.unbound: set[ClientLink] = set()
+        """Connections not (yet) bound to a user: counted against max_pending_connections."""
         # Shared by every connection's session: the fan-out of a group message encodes its
         # body once (the hub itself never looks at bytes).
         self.group_bodies = GroupBodies()
-        self._bound: dict[int, dict[str, Connection]] = {}
-        self._acks: list[tuple[Connection, PacketId, int, int, str]] = []
-        self._deliveries: dict[Connection, list[Delivery]] = {}
-        self._uc_deliveries: dict[tuple[Connection, int], list[UCDelivery]] = {}
-        self._touched: set[Connection] = set()
+        self._bound: dict[int, dict[str, ClientLink]] = {}
+        self._acks: list[tuple[ClientLink, PacketId, int, int, str]] = []
+        self._deliveries: dict[ClientLink, list[Delivery]] = {}
+        self._uc_deliveries: dict[tuple[ClientLink, int], list[UCDelivery]] = {}
+        self._touched: set[ClientLink] = set()
         self._queued = 0
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -169,13 +217,15 @@ class Hub:
         self.flush()
         self.store.close()
 
-    def attach(self, conn: Connection) -> None:
+    def attach(self, conn: ClientLink) -> None:
         """A websocket was accepted."""
         self.connections.add(conn)
+        self.unbound.add(conn)
 
-    def detach(self, conn: Connection) -> None:
+    def detach(self, conn: ClientLink) -> None:
         """A websocket went away: forget it (its undelivered messages stay in the inbox)."""
         self.connections.discard(conn)
+        self.unbound.discard(conn)
         self._touched.discard(conn)
         self._deliveries.pop(conn, None)
         if conn.user is not None:
@@ -185,7 +235,7 @@ class Hub:
                 if not sessions:
                     del self._bound[conn.user.uuid]
 
-    def sessions_of(self, uuid: int) -> Iterable[Connection]:
+    def sessions_of(self, uuid: int) -> Iterable[ClientLink]:
         """The bound connections of a user."""
         return self._bound.get(uuid, {}).values()
 
@@ -195,7 +245,7 @@ class Hub:
 
     # ------------------------------------------------------------------ the tick pipeline
 
-    def touch(self, conn: Connection) -> None:
+    def touch(self, conn: ClientLink) -> None:
         """Ask for ``conn``'s frames to be written at the end of this tick."""
         self._touched.add(conn)
         self._schedule()
@@ -258,7 +308,7 @@ class Hub:
             conn.pump()
 
     @staticmethod
-    def _guarded(conn: Connection, command: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    def _guarded(conn: ClientLink, command: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         # One connection's failure (a bug of ours, a session that just closed) must not cost the
         # other connections their acks and deliveries.
         try:
@@ -268,13 +318,13 @@ class Hub:
             conn.close(1011, "internal error")
 
     def _ack(
-        self, conn: Connection, packet_id: PacketId, sequence: int, ts: int, error: str = ""
+        self, conn: ClientLink, packet_id: PacketId, sequence: int, ts: int, error: str = ""
     ) -> None:
         self._acks.append((conn, packet_id, sequence, ts, error))
         self._touched.add(conn)
         self._schedule()
 
-    def _deliver(self, conn: Connection, item: Delivery) -> None:
+    def _deliver(self, conn: ClientLink, item: Delivery) -> None:
         queue = self._deliveries.get(conn)
         if queue is None:
             self._deliveries[conn] = [item]
@@ -283,7 +333,7 @@ class Hub:
 
     # ------------------------------------------------------------------ events
 
-    def handle(self, conn: Connection, event: ServerEvent) -> None:
+    def handle(self, conn: ClientLink, event: ServerEvent) -> None:
         """Answer one event of ``conn``'s session."""
         match event:
             case P2PReceived():
@@ -322,8 +372,13 @@ class Hub:
 
     # ------------------------------------------------------------------ BIND (6.3)
 
-    def _on_bind(self, conn: Connection, event: BindRequested) -> None:
+    def _on_bind(self, conn: ClientLink, event: BindRequested) -> None:
         session = conn.session
+        if utf8_longer_than(event.resource, self.config.max_field_bytes):
+            # The resource names a cursor row; the SDKs use a few dozen bytes.
+            session.reject_bind("auto", "invalid-resource", "the resource is too long")
+            log.info("%s: BIND refused, resource of %d characters", conn, len(event.resource))
+            return
         status, user = self.tokens.resolve(event.token)
         # docs/protocol.md 4.2: the TCP SDKs refetch a token on "token-expired" / "invalid-token".
         if status is TokenStatus.EXPIRED:
@@ -345,6 +400,7 @@ class Hub:
             log.info("%s: BIND refused, signature mismatch", conn)
             return
         conn.bound(user, app, event.resource)
+        self.unbound.discard(conn)
         sessions = self._bound.setdefault(user.uuid, {})
         older = sessions.get(event.resource)
         sessions[event.resource] = conn
@@ -356,7 +412,7 @@ class Hub:
         log.info("%s: bound as %s/%s", conn, user.account, event.resource)
         self._send_backlog(conn, cursor)
 
-    def _send_backlog(self, conn: Connection, after: int) -> None:
+    def _send_backlog(self, conn: ClientLink, after: int) -> None:
         assert conn.user is not None
         count, low, high = self.store.backlog_summary(conn.user.uuid, after)
         if count == 0:
@@ -368,7 +424,7 @@ class Hub:
         for message in self.store.backlog(conn.user.uuid, after, count):
             self._deliver(conn, self._delivery_from_store(message))
 
-    def _on_pull(self, conn: Connection) -> None:
+    def _on_pull(self, conn: ClientLink) -> None:
         # docs/protocol.md 6.11: answer with ordinary COMPOUND lists of what is pending.
         if conn.user is None:
             return
@@ -376,43 +432,20 @@ class Hub:
         for message in self.store.backlog(conn.user.uuid, after, self.config.pull_limit):
             self._deliver(conn, self._delivery_from_store(message))
 
-    def _delivery_from_store(self, message: StoredMessage) -> Delivery:
-        kind = DeliveryKind.P2P if message.kind is MessageKind.P2P else DeliveryKind.P2T
-        return Delivery(
-            kind=kind,
-            packet_id=PacketId(message.packet_id),
-            package=message.package,
-            sequence=message.seq,
-            timestamp=message.ts,
-            sender=Peer(
-                app_id=message.app_id,
-                app_account=message.from_account,
-                uuid=message.from_uuid,
-                resource=message.from_resource,
-            ),
-            payload=message.payload,
-            is_store=True,
-            biz_type=message.biz_type,
-            to_account=message.to_account,
-            to_uuid=message.to_uuid,
-            to_resource=message.to_resource,
-            topic_id=message.topic_id,
+    @staticmethod
+    def _delivery_from_store(message: StoredMessage) -> Delivery:
+        return delivery_of(
+            message.as_sent(), sequence=message.seq, timestamp=message.ts, to_uuid=message.to_uuid
         )
 
     # ------------------------------------------------------------------ P2P and P2T (6.6, 6.7)
 
-    def _on_p2p(self, conn: Connection, event: P2PReceived) -> None:
+    def _on_p2p(self, conn: ClientLink, event: P2PReceived) -> None:
         user, app = conn.user, conn.app
         now_ms = self.config.now_ms()
         if user is None or app is None:
             return
-        error = ""
-        if len(event.payload) > self.config.max_payload:
-            error = ERR_TOO_LARGE
-        elif not event.to_account:
-            error = ERR_NO_RECIPIENT
-        elif event.to_app_id not in (0, app.app_id):
-            error = ERR_OTHER_APP
+        error = self._p2p_error(event, app)
         if error:
             self._ack(conn, event.packet_id, 0, now_ms, error)
             return
@@ -431,26 +464,44 @@ class Hub:
         )
         sessions = self._bound.get(recipient.uuid)
         if sessions:
-            item = Delivery(
-                kind=DeliveryKind.P2P,
-                packet_id=event.packet_id,
-                package=app.package,
+            item = delivery_of(
+                event,
                 sequence=seq,
                 timestamp=now_ms,
                 sender=conn.peer,
-                payload=event.payload,
-                is_store=event.is_store,
-                biz_type=event.biz_type,
-                to_account=recipient.account,
+                package=app.package,
                 to_uuid=recipient.uuid,
-                to_resource=event.to_resource,
             )
             for resource, target in sessions.items():
                 if not event.to_resource or resource == event.to_resource:
                     self._deliver(target, item)
         self._ack(conn, event.packet_id, sender_seq, now_ms)
 
-    def _on_p2t(self, conn: Connection, event: P2TReceived) -> None:
+    def _p2p_error(self, event: P2PReceived, app: AppConfig) -> str:
+        limit = self.config.max_field_bytes
+        if len(event.payload) > self.config.max_payload:
+            return ERR_TOO_LARGE
+        if not event.to_account:
+            return ERR_NO_RECIPIENT
+        if event.to_app_id not in (0, app.app_id):
+            return ERR_OTHER_APP
+        if utf8_longer_than(event.to_account, limit):
+            return ERR_LONG_ACCOUNT
+        if utf8_longer_than(event.to_resource, limit):
+            return ERR_LONG_RESOURCE
+        return self._field_error(event.packet_id, event.biz_type)
+
+    def _field_error(self, packet_id: str, biz_type: str) -> str:
+        # Everything stored is bounded (ServerConfig.max_field_bytes); the SDKs send a few
+        # dozen bytes in these fields.
+        limit = self.config.max_field_bytes
+        if utf8_longer_than(packet_id, limit):
+            return ERR_LONG_PACKET_ID
+        if utf8_longer_than(biz_type, limit):
+            return ERR_LONG_BIZ_TYPE
+        return ""
+
+    def _on_p2t(self, conn: ClientLink, event: P2TReceived) -> None:
         user, app = conn.user, conn.app
         now_ms = self.config.now_ms()
         if user is None or app is None:
@@ -463,6 +514,7 @@ class Hub:
             error = ERR_NO_TOPIC
         elif user.uuid not in topic.members:
             error = ERR_NOT_MEMBER
+        error = error or self._field_error(event.packet_id, event.biz_type)
         if error or topic is None:
             self._ack(conn, event.packet_id, 0, now_ms, error)
             return
@@ -482,17 +534,8 @@ class Hub:
             sessions = bound.get(member)
             if not sessions:
                 continue
-            item = Delivery(
-                kind=DeliveryKind.P2T,
-                packet_id=event.packet_id,
-                package=app.package,
-                sequence=seq,
-                timestamp=now_ms,
-                sender=conn.peer,
-                payload=event.payload,
-                is_store=event.is_store,
-                biz_type=event.biz_type,
-                topic_id=topic.topic_id,
+            item = delivery_of(
+                event, sequence=seq, timestamp=now_ms, sender=conn.peer, package=app.package
             )
             for target in sessions.values():
                 if target is not conn:
@@ -501,13 +544,13 @@ class Hub:
 
     # ------------------------------------------------------------------ unlimited groups (6.12)
 
-    def _uc_topic(self, conn: Connection, topic_id: int) -> UCTopic | None:
+    def _uc_topic(self, conn: ClientLink, topic_id: int) -> UCTopic | None:
         topic = self.store.uc_topics.get(topic_id)
         if topic is None or conn.app is None or topic.app_id != conn.app.app_id:
             return None
         return topic
 
-    def _on_uc_join(self, conn: Connection, topic_id: int) -> None:
+    def _on_uc_join(self, conn: ClientLink, topic_id: int) -> None:
         topic = self._uc_topic(conn, topic_id)
         if topic is None or conn.user is None:
             conn.session.uc_join_result(topic_id, code=UC_NOT_FOUND, message=ERR_NO_TOPIC)
@@ -515,7 +558,7 @@ class Hub:
         self.store.uc_join(topic, conn.user.uuid)
         conn.session.uc_join_result(topic_id, code=UC_OK, message="success")
 
-    def _on_uc_quit(self, conn: Connection, topic_id: int) -> None:
+    def _on_uc_quit(self, conn: ClientLink, topic_id: int) -> None:
         topic = self._uc_topic(conn, topic_id)
         if topic is None or conn.user is None:
             conn.session.uc_quit_result(topic_id, code=UC_NOT_FOUND, message=ERR_NO_TOPIC)
@@ -523,7 +566,7 @@ class Hub:
         self.store.uc_quit(topic, conn.user.uuid)
         conn.session.uc_quit_result(topic_id, code=UC_OK, message="success")
 
-    def _on_uc_message(self, conn: Connection, event: UCMessageReceived) -> None:
+    def _on_uc_message(self, conn: ClientLink, event: UCMessageReceived) -> None:
         topic = self._uc_topic(conn, event.topic_id)
         user = conn.user
         if topic is None or user is None or user.uuid not in topic.members:
@@ -532,6 +575,10 @@ class Hub:
             return
         if len(event.payload) > self.config.max_uc_payload:
             log.info("%s: UC message of %d bytes refused (too large)", conn, len(event.payload))
+            return
+        error = self._field_error(event.message_id, event.biz_type)
+        if error:
+            log.info("%s: UC message refused (%s)", conn, error)
             return
         now_ms = self.config.now_ms()
         item = UCDelivery(
@@ -563,8 +610,9 @@ class Hub:
     # ------------------------------------------------------------------ keepalive
 
     async def _sweep_forever(self) -> None:
-        idle = self.config.idle_timeout
-        period = max(0.05, min(idle / 4, self.config.send_timeout / 2, 30.0))
+        config = self.config
+        idle, login = config.idle_timeout, config.login_timeout
+        period = max(0.05, min(idle / 4, config.send_timeout / 2, login / 2, 30.0))
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
@@ -575,6 +623,11 @@ class Hub:
                     if now - conn.last_seen > idle:
                         log.info("%s: idle for %.0f s; closing", conn, now - conn.last_seen)
                         conn.close(1000, "idle timeout")
+                    elif conn.user is None and now - conn.opened_at > login:
+                        # Connected but never bound: a stuck or hostile client holding a slot
+                        # of max_pending_connections.
+                        log.info("%s: no BIND within %.0f s; closing", conn, login)
+                        conn.close(1008, "login timeout")
                     else:
                         conn.expire(now)
                 except Exception:

@@ -26,16 +26,12 @@ import itertools
 import logging
 import secrets
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from mimc_rx.protocol.events import Delivery, DeliveryKind, PacketId, Peer
+from mimc_rx.protocol.events import Delivery, P2PReceived, P2TReceived, PacketId, Peer
+from mimc_rx.protocol.server import delivery_of
 from mimc_rx.server.config import AppConfig
-from mimc_rx.server.hub import compound_chunks
+from mimc_rx.server.hub import ClientLink, Hub, compound_chunks
 from mimc_rx.server.storage import Topic, User
-
-if TYPE_CHECKING:
-    from mimc_rx.server.gateway import Connection
-    from mimc_rx.server.hub import Hub
 
 __all__ = ["new_packet_id", "push_p2p", "push_p2t"]
 
@@ -69,7 +65,7 @@ def push_p2p(
     store, now_ms = hub.store, hub.config.now_ms()
     peer = _peer(app, sender, from_resource)
     ids: list[PacketId] = []
-    out: dict[Connection, list[Delivery]] = {}
+    out: dict[ClientLink, list[Delivery]] = {}
     for recipient in recipients:
         packet_id = new_packet_id()
         _, seq = store.record_p2p(
@@ -82,19 +78,17 @@ def push_p2p(
             biz_type=biz_type,
             ts=now_ms,
         )
-        item = Delivery(
-            kind=DeliveryKind.P2P,
+        sent = P2PReceived(
             packet_id=packet_id,
             package=app.package,
-            sequence=seq,
-            timestamp=now_ms,
             sender=peer,
+            to_account=recipient.account,
+            to_app_id=app.app_id,
             payload=payload,
             is_store=True,
             biz_type=biz_type,
-            to_account=recipient.account,
-            to_uuid=recipient.uuid,
         )
+        item = delivery_of(sent, sequence=seq, timestamp=now_ms, to_uuid=recipient.uuid)
         for conn in hub.sessions_of(recipient.uuid):
             out.setdefault(conn, []).append(item)
         ids.append(packet_id)
@@ -125,7 +119,7 @@ def push_p2t(
     store, now_ms = hub.store, hub.config.now_ms()
     peer = _peer(app, sender, from_resource)
     ids: list[PacketId] = []
-    out: dict[Connection, list[Delivery]] = {}
+    out: dict[ClientLink, list[Delivery]] = {}
     for topic in topics:
         packet_id = new_packet_id()
         _, sequences = store.record_p2t(
@@ -138,19 +132,17 @@ def push_p2t(
             biz_type=biz_type,
             ts=now_ms,
         )
+        sent = P2TReceived(
+            packet_id=packet_id,
+            package=app.package,
+            sender=peer,
+            topic_id=topic.topic_id,
+            payload=payload,
+            is_store=True,
+            biz_type=biz_type,
+        )
         for member, seq in sequences:
-            item = Delivery(
-                kind=DeliveryKind.P2T,
-                packet_id=packet_id,
-                package=app.package,
-                sequence=seq,
-                timestamp=now_ms,
-                sender=peer,
-                payload=payload,
-                is_store=True,
-                biz_type=biz_type,
-                topic_id=topic.topic_id,
-            )
+            item = delivery_of(sent, sequence=seq, timestamp=now_ms)
             for conn in hub.sessions_of(member):
                 if member != sender.uuid or conn.resource != from_resource:
                     out.setdefault(conn, []).append(item)
@@ -165,7 +157,7 @@ def _peer(app: AppConfig, sender: User, from_resource: str) -> Peer:
     )
 
 
-def _commit_and_deliver(hub: Hub, out: dict[Connection, list[Delivery]]) -> None:
+def _commit_and_deliver(hub: Hub, out: dict[ClientLink, list[Delivery]]) -> None:
     try:
         hub.store.commit()
     except Exception:

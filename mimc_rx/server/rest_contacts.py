@@ -28,10 +28,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mimc_rx.server.auth import ApiError, Caller
+from mimc_rx.server.auth import Caller
 from mimc_rx.server.hub import Hub
-from mimc_rx.server.rest import caller, hub_of, parse_id, success
+from mimc_rx.server.rest_common import caller, hub_of, success
 from mimc_rx.server.storage import Contact, MessageKind
+from mimc_rx.server.validation import ApiError, parse_id
 
 __all__ = ["contact_list", "routes"]
 

@@ -23,9 +23,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mimc_rx.server.auth import ApiError, Caller
-from mimc_rx.server.rest import caller, hub_of, json_body, parse_id, success
+from mimc_rx.server.auth import Caller
+from mimc_rx.server.rest_common import caller, hub_of, json_body, success
 from mimc_rx.server.storage import StoredMessage
+from mimc_rx.server.validation import ApiError, parse_id
 
 __all__ = ["MAX_TIME_RANGE_MS", "routes"]
 
@@ -40,7 +41,7 @@ def _int(body: dict[str, Any], name: str) -> int:
 
 
 def _check_app(body: dict[str, Any], who: Caller) -> None:
-    if str(body.get("appId", "")) != str(who.app.app_id):
+    if parse_id(body.get("appId"), "appId") != who.app.app_id:
         raise ApiError(403, "appId does not match the credentials")
 
 

@@ -31,12 +31,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mimc_rx.server.auth import ApiError
 from mimc_rx.server.config import AppConfig
 from mimc_rx.server.hub import Hub
 from mimc_rx.server.push import push_p2p, push_p2t
-from mimc_rx.server.rest import hub_of, json_body, parse_id, success
+from mimc_rx.server.rest_common import hub_of, json_body, success
 from mimc_rx.server.storage import Topic
+from mimc_rx.server.validation import ApiError, parse_id, parse_text
 
 __all__ = ["MAX_TARGETS", "routes"]
 
@@ -46,12 +46,11 @@ MAX_TARGETS = 1000
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _string(body: dict[str, Any], name: str, *, required: bool = True) -> str:
-    value = body.get(name, None if required else "")
-    if not isinstance(value, str) or (required and not value):
-        what = "a non-empty string" if required else "a string"
-        raise ApiError(400, f"{name} must be {what}")
-    return value
+def _string(hub: Hub, body: dict[str, Any], name: str, *, required: bool = True) -> str:
+    default = None if required else ""
+    return parse_text(
+        body.get(name, default), name, max_bytes=hub.config.max_field_bytes, required=required
+    )
 
 
 def _payload(hub: Hub, body: dict[str, Any]) -> bytes:
@@ -95,9 +94,9 @@ def _endpoint(*, group: bool, many: bool) -> Endpoint:
         hub = hub_of(request)
         body = await json_body(request)
         app = hub.tokens.app_for_credentials(body)
-        from_account = _string(body, "fromAccount")
-        from_resource = _string(body, "fromResource", required=False)
-        biz_type = _string(body, "bizType", required=False)
+        from_account = _string(hub, body, "fromAccount")
+        from_resource = _string(hub, body, "fromResource", required=False)
+        biz_type = _string(hub, body, "bizType", required=False)
         payload = _payload(hub, body)
         store = hub.store
         if group:
@@ -118,11 +117,13 @@ def _endpoint(*, group: bool, many: bool) -> Endpoint:
             )
         else:
             if many:
-                accounts = _targets(body, "toAccounts")
-                if not all(isinstance(a, str) and a for a in accounts):
-                    raise ApiError(400, "toAccounts must hold non-empty strings")
+                limit = hub.config.max_field_bytes
+                accounts = [
+                    parse_text(a, "each of toAccounts", max_bytes=limit)
+                    for a in _targets(body, "toAccounts")
+                ]
             else:
-                accounts = [_string(body, "toAccount")]
+                accounts = [_string(hub, body, "toAccount")]
             sender = store.ensure_user(app.app_id, from_account)
             recipients = [store.ensure_user(app.app_id, a) for a in accounts]
             ids = push_p2p(

@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mimc_rx.server.auth import ApiError, Caller
+from mimc_rx.server.auth import Caller
 from mimc_rx.server.hub import Hub
-from mimc_rx.server.rest import caller, hub_of, json_body, success
+from mimc_rx.server.rest_common import caller, hub_of, json_body, success
 from mimc_rx.server.storage import Topic
+from mimc_rx.server.validation import ApiError, parse_text
 
 __all__ = ["routes", "topic_info", "topic_with_members"]
 
@@ -47,7 +48,7 @@ def topic_with_members(hub: Hub, topic: Topic) -> dict[str, Any]:
     }
 
 
-def _accounts(value: object) -> list[str]:
+def _accounts(hub: Hub, value: object) -> list[str]:
     # "a,b,c" in the manual; a JSON list is accepted too.
     if value is None or value == "":
         return []
@@ -57,7 +58,13 @@ def _accounts(value: object) -> list[str]:
         items = value
     else:
         raise ApiError(400, "accounts must be a comma-separated string")
-    return list(dict.fromkeys(a.strip() for a in items if a.strip()))
+    limit = hub.config.max_field_bytes
+    accounts = (parse_text(a.strip(), "each account", max_bytes=limit) for a in items if a.strip())
+    return list(dict.fromkeys(accounts))
+
+
+def _text(hub: Hub, value: object, name: str) -> str:
+    return parse_text(value, name, max_bytes=hub.config.max_text_bytes, required=False)
 
 
 def _caller_in_app(request: Request) -> Caller:
@@ -89,10 +96,8 @@ async def _create(request: Request) -> Response:
     who = _caller_in_app(request)
     hub = hub_of(request)
     body = await json_body(request)
-    name = body.get("topicName", "")
-    if not isinstance(name, str):
-        raise ApiError(400, "topicName must be a string")
-    accounts = [a for a in _accounts(body.get("accounts")) if a != who.user.account]
+    name = _text(hub, body.get("topicName", ""), "topicName")
+    accounts = [a for a in _accounts(hub, body.get("accounts")) if a != who.user.account]
     _check_limit(hub, 1 + len(accounts))
     store = hub.store
     members = [store.ensure_user(who.app.app_id, a).uuid for a in accounts]
@@ -122,7 +127,7 @@ async def _invite(request: Request) -> Response:
     who = _caller_in_app(request)
     hub = hub_of(request)
     topic = _topic(request, who)
-    accounts = _accounts((await json_body(request)).get("accounts"))
+    accounts = _accounts(hub, (await json_body(request)).get("accounts"))
     if not accounts:
         raise ApiError(400, "accounts is required")
     store = hub.store
@@ -155,7 +160,7 @@ async def _kick(request: Request) -> Response:
     who = _caller_in_app(request)
     hub = hub_of(request)
     topic = _topic(request, who, owner=True)
-    accounts = _accounts(request.query_params.get("accounts"))
+    accounts = _accounts(hub, request.query_params.get("accounts"))
     if not accounts:
         raise ApiError(400, "accounts is required")
     store = hub.store
@@ -174,13 +179,9 @@ async def _update(request: Request) -> Response:
     topic = _topic(request, who, owner=True)
     body = await json_body(request)
     name, bulletin, owner_account = (
-        body.get("topicName"),
-        body.get("bulletin"),
-        body.get("ownerAccount"),
+        None if body.get(key) is None else _text(hub, body.get(key), key)
+        for key in ("topicName", "bulletin", "ownerAccount")
     )
-    for value in (name, bulletin, owner_account):
-        if value is not None and not isinstance(value, str):
-            raise ApiError(400, "topicName, bulletin and ownerAccount must be strings")
     new_owner: int | None = None
     if owner_account:
         user = hub.store.find_user(who.app.app_id, owner_account)

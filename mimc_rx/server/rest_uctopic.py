@@ -11,9 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mimc_rx.server.auth import ApiError, Caller
-from mimc_rx.server.rest import caller, hub_of, json_body, parse_id, success
+from mimc_rx.server.auth import Caller
+from mimc_rx.server.rest_common import caller, hub_of, json_body, success
 from mimc_rx.server.storage import UCTopic
+from mimc_rx.server.validation import ApiError, parse_id, parse_text
 
 __all__ = ["routes"]
 
@@ -35,9 +36,12 @@ async def _joined(request: Request) -> Response:
 async def _create(request: Request) -> Response:
     who = caller(request)
     hub = hub_of(request)
-    name = (await json_body(request)).get("topicName", "")
-    if not isinstance(name, str):
-        raise ApiError(400, "topicName must be a string")
+    name = parse_text(
+        (await json_body(request)).get("topicName", ""),
+        "topicName",
+        max_bytes=hub.config.max_text_bytes,
+        required=False,
+    )
     topic = hub.store.create_uc_topic(
         app_id=who.app.app_id, name=name, owner=who.user.uuid, now_ms=hub.config.now_ms()
     )

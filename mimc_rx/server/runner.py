@@ -32,10 +32,11 @@ from mimc_rx.server.config import DEMO_APP, AppConfig, ServerConfig
 
 if TYPE_CHECKING:
     from mimc_rx.server.hub import Hub
+    from mimc_rx.server.listener import ConnectionGuard
 
 __all__ = ["LocalServer", "ServerThread", "TokenFetcher"]
 
-log = logging.getLogger("mimc_rx.server")
+log = logging.getLogger(__name__)
 
 TokenFetcher = Callable[[], Awaitable[dict[str, Any]]]
 """What :meth:`LocalServer.token_fetcher` returns: an async callable giving the raw answer."""
@@ -43,7 +44,7 @@ TokenFetcher = Callable[[], Awaitable[dict[str, Any]]]
 _MAX_FRAME = 1 << 20  # one MIMC frame per websocket message; ours are far below 1 MiB
 
 
-def _make_uvicorn_server(app: Any, *, ws: str) -> Any:
+def _make_uvicorn_server(app: Any, guard: ConnectionGuard) -> Any:
     import uvicorn
 
     class _EmbeddedServer(uvicorn.Server):
@@ -52,9 +53,13 @@ def _make_uvicorn_server(app: Any, *, ws: str) -> Any:
         def capture_signals(self) -> Generator[None, None, None]:
             yield
 
+    # Our subclasses of uvicorn's h11 and websockets-sansio protocols (server/listener.py):
+    # handshake timeout, pending cap, refusals that are sent, client errors summarised.
+    http, ws = guard.protocols()
     config = uvicorn.Config(
         app,
         lifespan="off",
+        http=http,
         ws=ws,
         ws_per_message_deflate=False,
         ws_ping_interval=None,  # liveness is the protocol's PING + our idle timeout
@@ -75,7 +80,6 @@ class LocalServer:
         host: interface to listen on.
         port: TCP port; 0 picks a free one (read it back from :attr:`port`).
         config: limits, timeouts and clock.
-        ws: uvicorn's websocket implementation (``"websockets-sansio"`` or ``"websockets"``).
     """
 
     def __init__(
@@ -86,7 +90,6 @@ class LocalServer:
         host: str = "127.0.0.1",
         port: int = 0,
         config: ServerConfig | None = None,
-        ws: str = "websockets-sansio",
     ) -> None:
         self.db = os.fspath(db)
         self.apps: tuple[AppConfig, ...] = tuple(apps) or (DEMO_APP,)
@@ -96,8 +99,9 @@ class LocalServer:
         self.host = host
         self.port = port
         self.config = config or ServerConfig()
-        self._ws = ws
         self._uvicorn: Any = None
+        self.guard: ConnectionGuard | None = None
+        """The connection guard while running: client error counts, pending connections."""
         self._task: asyncio.Task[None] | None = None
         self.hub: Hub | None = None
         """The routing and storage state while running (for tests and introspection)."""
@@ -141,6 +145,7 @@ class LocalServer:
             raise RuntimeError("the server is already started")
         from mimc_rx.server.auth import TokenService
         from mimc_rx.server.hub import Hub
+        from mimc_rx.server.listener import ConnectionGuard
         from mimc_rx.server.rest import build_app
         from mimc_rx.server.storage import Store
 
@@ -167,7 +172,8 @@ class LocalServer:
         hub = Hub(store, apps, self.config, tokens)
         hub.start()
         self.hub = hub
-        self._uvicorn = _make_uvicorn_server(build_app(hub), ws=self._ws)
+        self.guard = ConnectionGuard(self.config, hub.unbound)
+        self._uvicorn = _make_uvicorn_server(build_app(hub), self.guard)
         self._task = asyncio.get_running_loop().create_task(
             self._uvicorn.serve(sockets=[sock]), name=f"mimc-rx server :{self.port}"
         )
@@ -195,6 +201,8 @@ class LocalServer:
         finally:
             if hub is not None:
                 await hub.close()
+            if self.guard is not None:
+                self.guard.close()
             log.info("stopped %s", self.ws_url)
 
     async def __aenter__(self) -> LocalServer:

@@ -24,7 +24,6 @@ from mimc_rx.protocol.client import ClientSession
 from mimc_rx.protocol.events import (
     BindRequested,
     Delivery,
-    DeliveryKind,
     P2PReceived,
     P2TReceived,
     PacketId,
@@ -38,7 +37,7 @@ from mimc_rx.protocol.events import (
     UCQuitRequested,
 )
 from mimc_rx.protocol.ids import CounterIdFactory, WebIdFactory
-from mimc_rx.protocol.server import ServerSession
+from mimc_rx.protocol.server import ServerSession, delivery_of
 from mimc_rx.testing.pair import MAX_ROUNDS, ManualClock, SessionPair
 
 __all__ = ["DEFAULT_APP_ID", "DEFAULT_PACKAGE", "FakeAccount", "MemoryHub", "token_answer"]
@@ -223,18 +222,8 @@ class MemoryHub:
                 target = self.accounts.get(event.to_account)
                 if target is None:
                     return
-                item = Delivery(
-                    kind=DeliveryKind.P2P,
-                    packet_id=event.packet_id,
-                    package=event.package,
-                    sequence=sequence,
-                    timestamp=timestamp,
-                    sender=event.sender,
-                    payload=event.payload,
-                    is_store=event.is_store,
-                    biz_type=event.biz_type,
-                    to_account=target.app_account,
-                    to_uuid=target.uuid,
+                item = delivery_of(
+                    event, sequence=sequence, timestamp=timestamp, to_uuid=target.uuid
                 )
                 self._route(target.app_account, item)
             case P2TReceived():
@@ -245,18 +234,7 @@ class MemoryHub:
                 for member in sorted(self.topics.get(event.topic_id, set())):
                     if member == event.sender.app_account:
                         continue
-                    item = Delivery(
-                        kind=DeliveryKind.P2T,
-                        packet_id=event.packet_id,
-                        package=event.package,
-                        sequence=next(self._sequences),
-                        timestamp=timestamp,
-                        sender=event.sender,
-                        payload=event.payload,
-                        is_store=event.is_store,
-                        biz_type=event.biz_type,
-                        topic_id=event.topic_id,
-                    )
+                    item = delivery_of(event, sequence=next(self._sequences), timestamp=timestamp)
                     self._route(member, item)
             case SequenceAcked(sequence=sequence):
                 key = (server.uuid or 0, server.resource or "")

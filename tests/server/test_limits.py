@@ -15,7 +15,7 @@ import pytest
 
 from mimc_rx.protocol.events import P2PMessage, ServerAck
 from mimc_rx.server import LocalServer
-from mimc_rx.server.gateway import Connection
+from mimc_rx.server.gateway import GatewayConnection
 from mimc_rx.server.hub import compound_chunks
 
 from .conftest import FakeClock, eventually, login_http, make_server
@@ -90,7 +90,7 @@ class _StubSession:
         return frames
 
 
-async def _stalled_connection(server: LocalServer) -> tuple[Connection, _StubSession]:
+async def _stalled_connection(server: LocalServer) -> tuple[GatewayConnection, _StubSession]:
     """A connection whose peer never takes a byte: every write blocks."""
     assert server.hub is not None
     never = asyncio.Event()
@@ -98,7 +98,7 @@ async def _stalled_connection(server: LocalServer) -> tuple[Connection, _StubSes
     async def stalled_send(message: Any) -> None:
         await never.wait()
 
-    conn = Connection(server.hub, stalled_send, "stalled")
+    conn = GatewayConnection(server.hub, stalled_send, "stalled")
     server.hub.attach(conn)  # as the gateway does: the hub's sweep watches its writes
     stub = _StubSession()
     conn.session = stub  # type: ignore[assignment]

@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mimc_rx.server.auth import ApiError
-from mimc_rx.server.rest import parse_id
+from mimc_rx.server.validation import ApiError, parse_id
 
 from .conftest import APP, login_http
 

@@ -15,6 +15,8 @@ import secrets
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from mimc_rx.protocol.events import P2PReceived, P2TReceived, PacketId, Peer
+
 __all__ = [
     "Contact",
     "MessageKind",
@@ -91,6 +93,36 @@ class StoredMessage:
     ts: int
     sender_seq: int
     seq: int
+
+    def as_sent(self) -> P2PReceived | P2TReceived:
+        """The message as its sender's packet described it, for ``delivery_of`` (redelivery)."""
+        sender = Peer(
+            app_id=self.app_id,
+            app_account=self.from_account,
+            uuid=self.from_uuid,
+            resource=self.from_resource,
+        )
+        if self.kind is MessageKind.P2T:
+            return P2TReceived(
+                packet_id=PacketId(self.packet_id),
+                package=self.package,
+                sender=sender,
+                topic_id=self.topic_id,
+                payload=self.payload,
+                is_store=True,
+                biz_type=self.biz_type,
+            )
+        return P2PReceived(
+            packet_id=PacketId(self.packet_id),
+            package=self.package,
+            sender=sender,
+            to_account=self.to_account,
+            to_app_id=self.app_id,
+            payload=self.payload,
+            is_store=True,
+            biz_type=self.biz_type,
+            to_resource=self.to_resource,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
