@@ -1,10 +1,20 @@
 """mimc-rx: a reactive (RxPY) client for the MIMC instant-messaging protocol, and a local server.
 
-Start with ``MIMCUser``; ``SyncMIMCUser`` is the blocking twin for plain scripts. The local server
-lives in ``mimc_rx.server`` and is imported only when used.
+Start with ``MIMCUser``; ``SyncMIMCUser`` is the blocking twin for plain scripts. The client
+lives in ``mimc_rx.client``, the sans-I/O protocol core in ``mimc_rx.protocol``; the local
+server (``mimc_rx.server``), the DataFrame adapters (``mimc_rx.frames``) and the chat widget
+(``mimc_rx.widgets``) are imported only when used.
 """
 
 from __future__ import annotations
+
+# mimc_rx.client
+from .client.http import AccountTokenFetcher, ProxyTokenFetcher, UCTopicClient
+from .client.reconnect import Backoff
+from .client.seams import TokenFetcher
+from .client.sync import SyncMIMCUser
+from .client.user import MIMCUser
+from .client.values import Disconnected, DisconnectReason, Reconnecting, TransportOptions
 
 # mimc_rx.errors
 from .errors import (
@@ -20,9 +30,6 @@ from .errors import (
     ServerError,
     TokenError,
 )
-
-# mimc_rx.http
-from .http import AccountTokenFetcher, ProxyTokenFetcher, TokenFetcher, UCTopicClient
 
 # mimc_rx.protocol.events
 from .protocol.events import (
@@ -42,38 +49,23 @@ from .protocol.events import (
     UCQuitResult,
 )
 
-# mimc_rx.reconnect
-from .reconnect import Backoff
-
-# mimc_rx.streams
-from .streams import Disconnected, DisconnectReason, Reconnecting
-
-# mimc_rx.sync
-from .sync import SyncMIMCUser
-
-# mimc_rx.transport
-from .transport import TransportOptions
-
-# mimc_rx.user
-from .user import MIMCUser
-
 __all__ = [  # noqa: RUF022 - grouped by submodule on purpose
-    # mimc_rx.user
+    # mimc_rx.client.user
     "MIMCUser",
-    # mimc_rx.sync
+    # mimc_rx.client.sync
     "SyncMIMCUser",
-    # mimc_rx.streams
+    # mimc_rx.client.values
     "DisconnectReason",
     "Disconnected",
     "Reconnecting",
-    # mimc_rx.reconnect
-    "Backoff",
-    # mimc_rx.transport
     "TransportOptions",
-    # mimc_rx.http
+    # mimc_rx.client.reconnect
+    "Backoff",
+    # mimc_rx.client.seams
+    "TokenFetcher",
+    # mimc_rx.client.http
     "AccountTokenFetcher",
     "ProxyTokenFetcher",
-    "TokenFetcher",
     "UCTopicClient",
     # mimc_rx.protocol.events
     "BadPacket",

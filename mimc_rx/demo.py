@@ -23,9 +23,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from .client.streams import first_value
+from .client.user import MIMCUser
+from .client.values import Disconnected
 from .protocol.events import P2PMessage, P2TMessage, ServerAck, StatusChange, UCMessage
-from .streams import Disconnected, first_value
-from .user import MIMCUser
 
 __all__ = ["main", "run_demo"]
 

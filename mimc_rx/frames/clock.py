@@ -1,11 +1,11 @@
 """Receive-time clocks: integer microseconds since the Unix epoch.
 
-Every sink in :mod:`mimc_rx.frames` (and the recorder in :mod:`mimc_rx.replay`) stamps each event
-with the local time it arrived. A *clock* is any zero-argument callable returning that time as an
-``int`` of microseconds since 1970-01-01 UTC. Microseconds are the unit of every datetime column
-we build (``datetime64[us, UTC]``, pandas 3's default), so a stamp survives a round trip through
-a DataFrame, a Parquet file or a reactivex ``HistoricalScheduler`` (whose ``datetime`` clock also
-has microsecond resolution) without losing a digit.
+Every sink in :mod:`mimc_rx.frames` (and the recorder in :mod:`mimc_rx.frames.replay`) stamps each
+event with the local time it arrived. A *clock* is any zero-argument callable returning that time as
+an ``int`` of microseconds since 1970-01-01 UTC. Microseconds are the unit of every datetime column
+we build (``datetime64[us, UTC]``, pandas 3's default), so a stamp survives a round trip through a
+DataFrame, a Parquet file or a reactivex ``HistoricalScheduler`` (whose ``datetime`` clock also has
+microsecond resolution) without losing a digit.
 
 * :func:`wall_clock` (the default) reads ``time.time_ns()``: comparable across the processes of
   one machine, which is what end-to-end latency between two local clients needs.

@@ -1,6 +1,6 @@
 """Latency and throughput plots, drawn by matplotlib through pandas.
 
-Each function takes the tables of :mod:`mimc_rx.timing` (``publish=`` the result of
+Each function takes the tables of :mod:`mimc_rx.frames.timing` (``publish=`` the result of
 ``publish_latency``, ``end_to_end=`` the result of ``end_to_end_latency``), draws on ``ax`` (a
 new figure when omitted) and returns the Axes, so plots compose and notebooks show them inline.
 matplotlib is imported on first use.
@@ -9,6 +9,8 @@ matplotlib is imported on first use.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from mimc_rx.frames.rates import throughput
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -154,8 +156,6 @@ def plot_throughput(
 ) -> Any:
     """Messages per second over time: sent (a ledger) and/or delivered (an end-to-end table
     or message frames); a ``throughput()`` table is drawn as it is."""
-    from mimc_rx.timing import throughput
-
     ax = _axes(ax, "Throughput")
     drawn = False
     for label, frame in (("sent", sent), ("delivered", delivered)):

@@ -56,6 +56,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from mimc_rx.client.values import Disconnected, Reconnecting
 from mimc_rx.protocol.events import (
     BadPacket,
     Kicked,
@@ -70,7 +71,6 @@ from mimc_rx.protocol.events import (
     UCMessage,
     UCQuitResult,
 )
-from mimc_rx.streams import Disconnected, Reconnecting
 
 if TYPE_CHECKING:
     import numpy as np

@@ -11,14 +11,22 @@ Theory of operation. The session behaves on the wire like the official web SDK 1
 * A COMPOUND for another uuid/resource is dropped without ack (6.8, 10.5). Otherwise
   SEQUENCE_ACK(maxSequence) goes out *before* the messages are emitted, and a message whose
   sequence was already seen is acked but not emitted; the seen-set is shared by P2P and P2T
-  and bounded (``dedup_window``) where the SDK's grows forever (10.6).
+  and bounded (``dedup_window``) where the SDK's grows forever (10.6). It lives in the
+  ``SessionMemory`` the driver passes in, so it outlives the connection: a redelivery on the
+  next connection is dropped too.
 * A COMPOUND with EXCEED_COUNT_LIMIT is a pull notification (6.10): the first one for a given
   minSequence is emitted (and acked unless ``ack_pull_notifications=False``); a repeat with the
   same minSequence acks the remembered maxSequence silently, as the SDK does (10.16).
+* Auto-pull (``auto_pull=True``, 6.10/6.11): a pull notification is answered with PULL at once,
+  and each pulled COMPOUND that stops short of the notified maxSequence with another PULL, until
+  the range is covered or an answer brings nothing of it. The range is then not acked on notice
+  (the PULL would find nothing pending).
 * Unlimited groups (6.12): JOIN/QUIT/MESSAGE go out as UC packets; MESSAGE_LIST is acked per
   topic before its messages are emitted; UC PING lists the joined topics every
   ``uc_ping_interval``. Unlike the SDK (10.10) the joined list has no duplicates and forgets
-  topics that were left or dismissed.
+  topics that were left or dismissed. The list lives in the ``SessionMemory``: once bound, a
+  session joins again every topic an earlier connection of the user was in; a logout forgets
+  them.
 
 Deviation from the SDK: after a failed BIND the session closes (``close_requested``), where
 the SDK keeps a useless socket open and PINGing (6.4); a new login needs a new session.
@@ -29,7 +37,6 @@ Every transition is in ``_TRANSITIONS`` (frames) and ``_COMMAND_STATES`` (comman
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -70,6 +77,7 @@ from mimc_rx.protocol.events import (
 )
 from mimc_rx.protocol.framing import Frame, frame_bytes, parse_frame, serialize_frame
 from mimc_rx.protocol.ids import WebIdFactory
+from mimc_rx.protocol.memory import DEFAULT_DEDUP_WINDOW, SessionMemory
 from mimc_rx.protocol.token import TokenInfo, parse_token_answer
 
 __all__ = [
@@ -96,46 +104,35 @@ class ClientState(enum.Enum):
     CLOSED = "closed"  # kicked, failed, or the transport closed
 
 
-def check_payload(payload: bytes | str, text_limit: int) -> bytes:
+def check_payload(payload: bytes | bytearray | memoryview | str, text_limit: int) -> bytes:
     """Apply the limits of docs/protocol.md 6.16 and return the bytes to send.
 
-    Text counts UTF-16 code units (as the web SDK does, 10.18); bytes may be up to three
-    times ``text_limit`` long, the UTF-8 size of the longest text the SDK would send.
+    The one place the payload limits are checked: every ``send_*`` command calls it before
+    anything is queued. Text counts UTF-16 code units (as the web SDK does, 10.18) and goes
+    out as UTF-8 (emoji included, unlike the web SDK, 10.7); bytes may be up to three times
+    ``text_limit`` long, the UTF-8 size of the longest text the SDK would send.
 
     Raises:
         PayloadTooLarge: over the limit; nothing is sent.
+        TypeError: neither text nor bytes.
     """
     if isinstance(payload, str):
-        units = len(payload.encode("utf-16-le", errors="surrogatepass")) // 2
+        data = payload.encode("utf-8", errors="surrogatepass")
+        # Outside the BMP a code point is two UTF-16 units (and four UTF-8 bytes); text of one
+        # UTF-8 byte per character is one unit per character, so the common case skips a count.
+        if len(data) == len(payload):
+            units = len(payload)
+        else:
+            units = len(payload.encode("utf-16-le", errors="surrogatepass")) // 2
         if units > text_limit:
             raise PayloadTooLarge(units, text_limit, "UTF-16 code units")
-        return payload.encode("utf-8", errors="surrogatepass")
+        return data
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise TypeError(f"payload must be str or bytes, not {type(payload).__name__}")
     data = bytes(payload)
     if len(data) > 3 * text_limit:
         raise PayloadTooLarge(len(data), 3 * text_limit, "bytes")
     return data
-
-
-class _SeenSequences:
-    """A bounded set of delivered sequences: a set for lookup, a deque for eviction order."""
-
-    def __init__(self, window: int) -> None:
-        self._window = max(1, window)
-        self._set: set[int] = set()
-        self._order: deque[int] = deque()
-
-    def add(self, sequence: int) -> bool:
-        """Remember ``sequence``; False when it was already there (a duplicate)."""
-        if sequence in self._set:
-            return False
-        self._set.add(sequence)
-        self._order.append(sequence)
-        if len(self._order) > self._window:
-            self._set.discard(self._order.popleft())
-        return True
-
-    def __len__(self) -> int:
-        return len(self._order)
 
 
 class ClientSession:
@@ -149,8 +146,14 @@ class ClientSession:
         ping_interval: seconds between keep-alive PINGs, from the CONN reply on (6.5).
         uc_ping_interval: seconds between UC PINGs while bound and in a topic (6.12).
         ack_pull_notifications: ack a pull notification's range at once (6.10); with False,
-            the application acks it later with ``ack_sequence``.
-        dedup_window: how many delivered sequences are remembered to drop duplicates.
+            the application acks it later with ``ack_sequence``. Default: ack unless
+            ``auto_pull``.
+        dedup_window: the dedup window of a fresh memory; give it only without ``memory``.
+        memory: what the user remembers across connections (delivered sequences, joined
+            unlimited groups); pass the same ``SessionMemory`` to each new session of a user.
+            Default: a fresh one, for a session that stands alone.
+        auto_pull: answer a pull notification with PULL until the notified range arrived
+            (6.10, 6.11), so an offline backlog arrives by itself.
     """
 
     def __init__(
@@ -162,16 +165,22 @@ class ClientSession:
         ids: Callable[[], str] | None = None,
         ping_interval: float = 30.0,
         uc_ping_interval: float = 10.0,
-        ack_pull_notifications: bool = True,
-        dedup_window: int = 65536,
+        ack_pull_notifications: bool | None = None,
+        dedup_window: int | None = None,
+        memory: SessionMemory | None = None,
+        auto_pull: bool = False,
     ) -> None:
+        if memory is not None and dedup_window is not None:
+            raise ValueError("give dedup_window or memory, not both (the memory has its window)")
         self._app_id = int(app_id)
         self._app_account = app_account
         self._resource = resource
         self._ids: Callable[[], str] = ids or WebIdFactory()
         self._ping_interval = ping_interval
         self._uc_ping_interval = uc_ping_interval
-        self._ack_pull = ack_pull_notifications
+        self._auto_pull = auto_pull
+        # With auto-pull the range is not acked on notice: the PULL would find nothing pending.
+        self._ack_pull = not auto_pull if ack_pull_notifications is None else ack_pull_notifications
         self._state = ClientState.IDLE
         self._token: TokenInfo | None = None
         self._cipher: PayloadCipher | None = None  # the key decoded once (docs/protocol.md 5)
@@ -183,10 +192,12 @@ class ClientSession:
         self._close_requested = False
         self._ping_at: float | None = None
         self._uc_ping_at: float | None = None
-        self._seen = _SeenSequences(dedup_window)
+        if memory is None:
+            memory = SessionMemory(DEFAULT_DEDUP_WINDOW if dedup_window is None else dedup_window)
+        self._memory = memory
         self._last_min: int | None = None  # 6.10 lastMin / lastMax, "-1" in the SDK
         self._last_max: int | None = None
-        self._uc_topics: dict[int, None] = {}  # insertion-ordered set
+        self._pull_target: int | None = None  # auto-pull: the notified maxSequence still due
 
     # ------------------------------------------------------------------ properties
 
@@ -236,7 +247,17 @@ class ClientSession:
     @property
     def uc_topics(self) -> tuple[int, ...]:
         """The unlimited-group topics listed in UC PING, oldest first."""
-        return tuple(self._uc_topics)
+        return self._memory.uc_topics
+
+    @property
+    def memory(self) -> SessionMemory:
+        """What this session shares with the user's other sessions (see ``SessionMemory``)."""
+        return self._memory
+
+    @property
+    def auto_pull(self) -> bool:
+        """Whether a pull notification is answered with PULL by the session itself."""
+        return self._auto_pull
 
     # ------------------------------------------------------------------ driver API
 
@@ -265,8 +286,9 @@ class ClientSession:
             self._send(self._header(Cmd.PING, self._ids()))  # 6.5: empty XMMsgPing
             self._ping_at = now + self._ping_interval
         if self._uc_ping_at is not None and now >= self._uc_ping_at:
-            if self._uc_topics:
-                groups = tuple(MIMCGroup(app_id=self._app_id, topic_id=t) for t in self._uc_topics)
+            topics = self._memory.uc_topics
+            if topics:
+                groups = tuple(MIMCGroup(app_id=self._app_id, topic_id=t) for t in topics)
                 self._send_uc(codec_uc.UCPing(groups=groups))
             self._uc_ping_at = now + self._uc_ping_interval
 
@@ -415,17 +437,12 @@ class ClientSession:
 
     def add_uc_topics(self, topic_ids: Iterable[int]) -> None:
         """Add topics joined earlier (the REST topic list, 8.2) to the UC PING list (6.12)."""
-        for topic_id in topic_ids:
-            self._uc_topics[int(topic_id)] = None
+        self._memory.remember_uc_topics(topic_ids)
 
     def pull(self, now: float) -> PacketId:
         """Ask the server for pending messages (PULL, 6.11); they arrive as COMPOUND."""
         self._require("pull")
-        assert self._token is not None
-        request = codec.PullMessageRequest(
-            uuid=self._token.uuid, resource=self._resource, app_id=self._app_id
-        )
-        return self._send_body(request)
+        return self._send_pull()
 
     def ack_sequence(self, sequence: int, now: float) -> None:
         """Send SEQUENCE_ACK: delivered up to ``sequence`` (6.9), e.g. after a pull notice."""
@@ -433,9 +450,14 @@ class ClientSession:
         self._send_sequence_ack(sequence)
 
     def logout(self, now: float) -> None:
-        """Send UBND (6.13). Nothing changes locally; the server closes the connection."""
+        """Send UBND (6.13); the server closes the connection.
+
+        The memory forgets the joined unlimited groups, so a later login does not join them
+        again by itself (after a logout the application joins what it wants, as with the SDK).
+        """
         if self._state in (ClientState.IDLE, ClientState.CLOSED):
             return
+        self._memory.forget_uc_topics()
         self._send(self._header(Cmd.UBND, self._ids()))
 
     # ------------------------------------------------------------------ frame handlers
@@ -483,6 +505,10 @@ class ClientSession:
         if status.online:
             self._state = ClientState.BOUND
             self._uc_ping_at = now + self._uc_ping_interval  # 6.4: UC PING timer starts
+            # 6.12: a new connection is in no unlimited group; join again the ones an earlier
+            # connection of this user was in (the answers come as UCJoinResult).
+            for topic_id in sorted(self._memory.uc_topics):
+                self._send_uc(codec_uc.UCJoin(group=self._uc_group(topic_id)))
         else:
             self._enter_closed()
 
@@ -543,6 +569,24 @@ class ClientSession:
             self._send_sequence_ack(plist.max_sequence)  # 6.8 step 4: ack first
         for item in plist.packets:
             self._on_delivered(item)
+        if self._pull_target is not None:
+            self._continue_pull(plist)
+
+    def _continue_pull(self, plist: codec.MIMCPacketList) -> None:
+        # 6.11: one PULL answers at most the server's page size. Pull again while an answer
+        # brings part of the notified range; stop once it is covered or nothing of it came.
+        target = self._pull_target
+        assert target is not None
+        pulled = max(
+            (seq for item in plist.packets if (seq := item.sequence or 0) <= target),
+            default=None,
+        )
+        if pulled is None:
+            return
+        if pulled >= target:
+            self._pull_target = None
+        else:
+            self._send_pull()
 
     def _on_pull_notification(self, plist: codec.MIMCPacketList) -> None:
         low, high = plist.min_sequence or 0, plist.max_sequence or 0
@@ -555,6 +599,9 @@ class ClientSession:
         if self._ack_pull:
             self._send_sequence_ack(high)
         self._last_min, self._last_max = low, high
+        if self._auto_pull:
+            self._pull_target = high  # 6.11: fetch the range now, page by page
+            self._send_pull()
 
     def _on_delivered(self, item: MIMCPacket) -> None:
         body = item.body
@@ -565,7 +612,7 @@ class ClientSession:
                 self._events.append(
                     BadPacket(reason="bad-packet", packet_id=packet_id, detail=error)
                 )
-            case codec.MIMCP2PMessage() if self._seen.add(sequence):  # 6.8 step 4, 5
+            case codec.MIMCP2PMessage() if self._memory.first_delivery(sequence):  # 6.8 step 4, 5
                 sender, to = body.sender or WireUser(), body.to or WireUser()
                 self._events.append(
                     P2PMessage(
@@ -581,7 +628,7 @@ class ClientSession:
                         is_store=bool(body.is_store),
                     )
                 )
-            case codec.MIMCP2TMessage() if self._seen.add(sequence):
+            case codec.MIMCP2TMessage() if self._memory.first_delivery(sequence):
                 sender, group = body.sender or WireUser(), body.to or MIMCGroup()
                 self._events.append(
                     P2TMessage(
@@ -617,14 +664,14 @@ class ClientSession:
             case codec_uc.UCJoinResp():
                 topic = _topic(body.group)
                 if not body.code:
-                    self._uc_topics[topic] = None
+                    self._memory.remember_uc_topics((topic,))
                 self._events.append(
                     UCJoinResult(topic_id=topic, code=body.code or 0, message=body.message or "")
                 )
             case codec_uc.UCQuitResp():
                 topic = _topic(body.group)
                 if not body.code:
-                    self._uc_topics.pop(topic, None)
+                    self._memory.forget_uc_topic(topic)
                 self._events.append(
                     UCQuitResult(topic_id=topic, code=body.code or 0, message=body.message or "")
                 )
@@ -639,7 +686,7 @@ class ClientSession:
                     self._events.append(_uc_message(message, topic))
             case codec_uc.UCDismiss():
                 topic = _topic(body.group)
-                self._uc_topics.pop(topic, None)
+                self._memory.forget_uc_topic(topic)
                 self._events.append(UCDismissed(topic_id=topic))
             case _:
                 pass  # PONG and the rest: ignored by the SDK
@@ -705,6 +752,13 @@ class ClientSession:
         plain = codec.encode_packet_of(uc, packet_id=packet_id, package=self._token.app_package)
         self._send_secmsg(packet_id, plain)
         return PacketId(packet_id)
+
+    def _send_pull(self) -> PacketId:
+        assert self._token is not None
+        request = codec.PullMessageRequest(
+            uuid=self._token.uuid, resource=self._resource, app_id=self._app_id
+        )
+        return self._send_body(request)
 
     def _send_sequence_ack(self, sequence: int) -> None:
         # 6.9: no packetId and no package in the MIMCPacket; a fresh header id.

@@ -21,15 +21,14 @@ loads the asyncio client.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
 from typing import Any
 
+from mimc_rx.client.seams import EventSink, UserSession
+from mimc_rx.client.user import MIMCUser
+from mimc_rx.client.values import CloseInfo, DisconnectReason, TransportOptions
 from mimc_rx.protocol.client import ClientSession
-from mimc_rx.protocol.events import ClientEvent
-from mimc_rx.streams import DisconnectReason
+from mimc_rx.protocol.memory import SessionMemory
 from mimc_rx.testing import MemoryHub, SessionPair
-from mimc_rx.transport import CloseInfo, TransportOptions
-from mimc_rx.user import MIMCUser
 
 __all__ = ["LoopbackNet", "LoopbackTransport"]
 
@@ -46,7 +45,7 @@ class LoopbackTransport:
         self,
         net: LoopbackNet,
         pair: SessionPair,
-        on_events: Callable[[Sequence[ClientEvent]], None],
+        on_events: EventSink,
     ) -> None:
         self.net, self.pair, self.on_events = net, pair, on_events
         self.opened = False
@@ -129,17 +128,27 @@ class LoopbackNet:
             **kwargs,
         )
 
-    def session_factory(self, app_id: int, app_account: str, resource: str) -> ClientSession:
+    def session_factory(
+        self,
+        app_id: int,
+        app_account: str,
+        resource: str,
+        *,
+        memory: SessionMemory,
+        auto_pull: bool,
+    ) -> ClientSession:
         """``MIMCUser``'s session factory: a new pair in the hub, not logged in yet."""
-        pair = self.hub.connect(app_account, resource=resource, login=False)
+        pair = self.hub.connect(
+            app_account, resource=resource, login=False, memory=memory, auto_pull=auto_pull
+        )
         self._pairs[id(pair.client)] = pair
         return pair.client
 
     def transport_factory(
         self,
-        session: ClientSession,
+        session: UserSession,
         url: str,
-        on_events: Callable[[Sequence[ClientEvent]], None],
+        on_events: EventSink,
         options: TransportOptions,
     ) -> LoopbackTransport:
         """``MIMCUser``'s transport factory: the transport of the pair behind ``session``."""

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
+from mimc_rx.client.values import Disconnected, DisconnectReason, Reconnecting
 from mimc_rx.frames import (
     SCHEMAS,
     describe_schema,
@@ -33,7 +34,6 @@ from mimc_rx.protocol.events import (
     UCMessage,
     UCQuitResult,
 )
-from mimc_rx.streams import Disconnected, DisconnectReason, Reconnecting
 
 T0_MS = 1_780_000_000_000  # 2026-05-28T...Z, a plausible server clock
 T0_US = T0_MS * 1000

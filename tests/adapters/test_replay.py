@@ -17,8 +17,11 @@ from reactivex.scheduler import HistoricalScheduler
 from reactivex.subject import Subject
 from reactivex.testing import ReactiveTest, TestScheduler
 
+from mimc_rx.client.values import Disconnected, DisconnectReason, Reconnecting
 from mimc_rx.frames import collect, events_to_frame
 from mimc_rx.frames.clock import us_to_datetime
+from mimc_rx.frames.replay import Record, Recorder, Recording, register_event_type
+from mimc_rx.frames.timing import Sent
 from mimc_rx.protocol.events import (
     BadPacket,
     P2PMessage,
@@ -29,9 +32,6 @@ from mimc_rx.protocol.events import (
     UCJoinResult,
     UCMessage,
 )
-from mimc_rx.replay import Record, Recorder, Recording, register_event_type
-from mimc_rx.streams import Disconnected, DisconnectReason, Reconnecting
-from mimc_rx.timing import Sent
 
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed

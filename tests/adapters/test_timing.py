@@ -12,8 +12,7 @@ import pytest
 from pandas.testing import assert_frame_equal, assert_series_equal
 
 from mimc_rx.frames import events_to_frame
-from mimc_rx.protocol.events import P2PMessage, P2TMessage, PacketId, ServerAck
-from mimc_rx.timing import (
+from mimc_rx.frames.timing import (
     SendLedger,
     Sent,
     end_to_end_latency,
@@ -28,6 +27,7 @@ from mimc_rx.timing import (
     sequence_report,
     throughput,
 )
+from mimc_rx.protocol.events import P2PMessage, P2TMessage, PacketId, ServerAck
 
 matplotlib.use("Agg")
 

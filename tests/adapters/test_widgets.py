@@ -14,9 +14,9 @@ from reactivex import Observable
 from reactivex.subject import BehaviorSubject, Subject
 from reactivex.testing import TestScheduler
 
+from mimc_rx.client.values import Disconnected, DisconnectReason
 from mimc_rx.errors import NotLoggedIn
 from mimc_rx.protocol.events import P2PMessage, P2TMessage, PacketId, ServerAck, StatusChange
-from mimc_rx.streams import Disconnected, DisconnectReason
 from mimc_rx.widgets import (
     ChatModel,
     ChatPanel,

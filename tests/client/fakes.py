@@ -1,21 +1,34 @@
 """In-memory stand-ins for the protocol core and the transport, for facade unit tests.
 
 ``FakeNet`` plays the network and the server: it builds ``FakeSession`` / ``FakeTransport``
-pairs through ``MIMCUser``'s injection points, answers every opened connection's BIND as
+pairs through ``MIMCUser``'s injection points (they follow ``UserSession`` and ``Transport`` of
+``mimc_rx.client.seams``, and mypy checks it), answers every opened connection's BIND as
 scripted, lets a test push core events to the user, and drops connections on demand. No bytes
-are involved: these tests are about the facade's behaviour (dispatch, dedup, reconnect, acks).
+are involved: these tests are about the facade's behaviour (dispatch, reconnect, acks).
+
+Where the real core applies a protocol rule the facade relies on, the fake applies the same
+rule with the core's own code: ``check_payload`` on sends, and the user's ``SessionMemory`` on
+pushed P2P/P2T messages (so a redelivery after a reconnect is dropped only if the user really
+hands the same memory to every session).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
 from typing import Any
 
+from mimc_rx.client.seams import (
+    EventSink,
+    SessionFactory,
+    TokenAnswer,
+    TransportFactory,
+    UserSession,
+)
+from mimc_rx.client.values import CloseInfo, DisconnectReason, TransportOptions
 from mimc_rx.errors import ConnectionClosed, NotLoggedIn
-from mimc_rx.protocol.events import ClientEvent, PacketId, StatusChange
-from mimc_rx.streams import DisconnectReason
-from mimc_rx.transport import CloseInfo, TransportOptions
+from mimc_rx.protocol.client import P2P_TEXT_LIMIT, UC_TEXT_LIMIT, check_payload
+from mimc_rx.protocol.events import ClientEvent, P2PMessage, P2TMessage, PacketId, StatusChange
+from mimc_rx.protocol.memory import SessionMemory
 
 __all__ = ["FakeNet", "FakeSession", "FakeTransport", "token_answer"]
 
@@ -40,8 +53,18 @@ def token_answer(account: str = "alice", app_id: int = 1001, uuid: int = 77) -> 
 class FakeSession:
     """Records commands; hands out ids; knows whether it is bound from the events it saw."""
 
-    def __init__(self, app_id: int, app_account: str, resource: str) -> None:
+    def __init__(
+        self,
+        app_id: int,
+        app_account: str,
+        resource: str,
+        *,
+        memory: SessionMemory | None = None,
+        auto_pull: bool = False,
+    ) -> None:
         self.app_id, self.app_account, self.resource = app_id, app_account, resource
+        self.memory = memory or SessionMemory()
+        self.auto_pull = auto_pull
         self.answer: Any = None
         self.sent: list[tuple[str, Any]] = []
         self.pending: list[ClientEvent] = []
@@ -49,7 +72,7 @@ class FakeSession:
         self.closing = False
         self._n = 0
 
-    def login(self, token_answer: Any, now: float) -> None:
+    def login(self, token_answer: TokenAnswer, now: float) -> None:
         self.answer = token_answer
         if not isinstance(token_answer, dict) or token_answer.get("code") != 200:
             self.pending.append(
@@ -100,19 +123,22 @@ class FakeSession:
         self.closing = True
 
     def send_p2p(
-        self, to: str, payload: bytes, *, is_store: bool, biz_type: str, now: float
+        self, to_account: str, payload: bytes | str, *, is_store: bool, biz_type: str, now: float
     ) -> PacketId:
-        return self._cmd("p2p", to, payload, is_store, biz_type)
+        data = check_payload(payload, P2P_TEXT_LIMIT)
+        return self._cmd("p2p", to_account, data, is_store, biz_type)
 
     def send_p2t(
-        self, topic: int, payload: bytes, *, is_store: bool, biz_type: str, now: float
+        self, topic_id: int, payload: bytes | str, *, is_store: bool, biz_type: str, now: float
     ) -> PacketId:
-        return self._cmd("p2t", topic, payload, is_store, biz_type)
+        data = check_payload(payload, P2P_TEXT_LIMIT)
+        return self._cmd("p2t", topic_id, data, is_store, biz_type)
 
     def send_uc(
-        self, topic: int, payload: bytes, *, is_store: bool, biz_type: str, now: float
+        self, topic_id: int, payload: bytes | str, *, is_store: bool, biz_type: str, now: float
     ) -> PacketId:
-        return self._cmd("uc", topic, payload, is_store, biz_type)
+        data = check_payload(payload, UC_TEXT_LIMIT)
+        return self._cmd("uc", topic_id, data, is_store, biz_type)
 
     def join_uc(self, topic_id: int, now: float) -> PacketId:
         return self._cmd("join", topic_id)
@@ -131,7 +157,7 @@ class FakeTransport:
         self,
         net: FakeNet,
         session: FakeSession,
-        on_events: Callable[[Sequence[ClientEvent]], None],
+        on_events: EventSink,
     ) -> None:
         self.net, self.session, self.on_events = net, session, on_events
         self.open_ = False
@@ -152,11 +178,20 @@ class FakeTransport:
             asyncio.get_running_loop().call_soon(self.push, bind)
 
     def push(self, *events: ClientEvent) -> None:
-        """Deliver events as if the session had produced them from server frames."""
+        """Deliver events as if the session had produced them from server frames.
+
+        Like the core, the session drops a P2P/P2T message whose sequence its memory has seen.
+        """
+        delivered: list[ClientEvent] = []
         for event in events:
             if isinstance(event, StatusChange) and event.online:
                 self.session.bound = True
-        self.on_events(list(events))
+            if isinstance(event, P2PMessage | P2TMessage) and not (
+                self.session.memory.first_delivery(event.sequence)
+            ):
+                continue
+            delivered.append(event)
+        self.on_events(delivered)
 
     def wake(self) -> None:
         self.wakes += 1
@@ -196,18 +231,27 @@ class FakeNet:
         self.close_drops = True
         """False: ``close()`` waits for a ``drop()`` the test does (a slow closing handshake)."""
 
-    def session_factory(self, app_id: int, app_account: str, resource: str) -> FakeSession:
-        session = FakeSession(app_id, app_account, resource)
+    def session_factory(
+        self,
+        app_id: int,
+        app_account: str,
+        resource: str,
+        *,
+        memory: SessionMemory,
+        auto_pull: bool,
+    ) -> FakeSession:
+        session = FakeSession(app_id, app_account, resource, memory=memory, auto_pull=auto_pull)
         self.sessions.append(session)
         return session
 
     def transport_factory(
         self,
-        session: FakeSession,
+        session: UserSession,
         url: str,
-        on_events: Callable[[Sequence[ClientEvent]], None],
+        on_events: EventSink,
         options: TransportOptions,
     ) -> FakeTransport:
+        assert isinstance(session, FakeSession)
         transport = FakeTransport(self, session, on_events)
         self.transports.append(transport)
         return transport
@@ -217,9 +261,12 @@ class FakeNet:
         return self.transports[-1]
 
     def kwargs(self) -> dict[str, Any]:
+        # Checked against the seams: a fake that drifts from them fails mypy here.
+        session_factory: SessionFactory = self.session_factory
+        transport_factory: TransportFactory = self.transport_factory
         """Keyword arguments wiring a ``MIMCUser`` to this net."""
         return {
-            "session_factory": self.session_factory,
-            "transport_factory": self.transport_factory,
+            "session_factory": session_factory,
+            "transport_factory": transport_factory,
             "url": "ws://fake.invalid/",
         }

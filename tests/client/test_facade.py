@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 from reactivex.testing import TestScheduler
 
+from mimc_rx.client.reconnect import Backoff
+from mimc_rx.client.user import MIMCUser
+from mimc_rx.client.values import Disconnected, DisconnectReason, Reconnecting
 from mimc_rx.errors import LoginError, NotLoggedIn, PayloadTooLarge, SendTimeout, TokenError
 from mimc_rx.protocol.events import (
     ClientEvent,
@@ -22,9 +25,6 @@ from mimc_rx.protocol.events import (
     UCDismissed,
     UCJoinResult,
 )
-from mimc_rx.reconnect import Backoff
-from mimc_rx.streams import Disconnected, DisconnectReason, Reconnecting
-from mimc_rx.user import MIMCUser
 
 from .conftest import TIMEOUT, eventually
 from .fakes import FakeNet, token_answer
@@ -253,7 +253,7 @@ async def test_a_raising_subscriber_neither_breaks_the_session_nor_other_subscri
 
     user.p2p_messages.subscribe(bad)
     user.p2p_messages.subscribe(lambda m: good.append(m.sequence))
-    with caplog.at_level(logging.ERROR, logger="mimc_rx.user"):
+    with caplog.at_level(logging.ERROR, logger="mimc_rx.client.streams"):
         net.current.push(p2p(1))
         net.current.push(p2p(2))
     assert good == [1, 2]

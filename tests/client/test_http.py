@@ -8,13 +8,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from mimc_rx.errors import ServerError, TokenError
-from mimc_rx.http import (
+from mimc_rx.client.http import (
     AccountTokenFetcher,
     ProxyTokenFetcher,
     UCTopicClient,
     http_base_from_ws_url,
 )
+from mimc_rx.errors import ServerError, TokenError
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

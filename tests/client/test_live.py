@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
+from mimc_rx.client.reconnect import Backoff
+from mimc_rx.client.streams import first_value
+from mimc_rx.client.user import MIMCUser
+from mimc_rx.client.values import Disconnected, DisconnectReason
 from mimc_rx.errors import NotLoggedIn, PayloadTooLarge
 from mimc_rx.protocol.events import P2PMessage, StatusChange
-from mimc_rx.reconnect import Backoff
 from mimc_rx.server import LocalServer, ServerConfig
-from mimc_rx.streams import Disconnected, DisconnectReason, first_value
-from mimc_rx.user import MIMCUser
 
 from .conftest import TIMEOUT, eventually
 

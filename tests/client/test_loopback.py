@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from mimc_rx.client.reconnect import Backoff
+from mimc_rx.client.streams import first_value
+from mimc_rx.client.values import Disconnected, DisconnectReason
 from mimc_rx.protocol.events import Delivery, DeliveryKind, P2PMessage, Peer, StatusChange
-from mimc_rx.reconnect import Backoff
-from mimc_rx.streams import Disconnected, DisconnectReason, first_value
 from mimc_rx.testing.loopback import LoopbackNet
 
 from .conftest import TIMEOUT, eventually

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from reactivex.testing import TestScheduler
 
+from mimc_rx.client.reconnect import Backoff
+from mimc_rx.client.user import MIMCUser
+from mimc_rx.client.values import Disconnected, DisconnectReason, Reconnecting
 from mimc_rx.errors import ConnectionClosed
 from mimc_rx.protocol.events import Kicked, StatusChange
-from mimc_rx.reconnect import Backoff
-from mimc_rx.streams import Disconnected, DisconnectReason, Reconnecting
-from mimc_rx.user import MIMCUser
 
 from .conftest import TIMEOUT, eventually
 from .fakes import FakeNet, token_answer
@@ -72,7 +72,7 @@ async def test_a_replaced_connection_cannot_kick_the_live_one(
     live = net.current
     assert live is not orphan
     # The server kicks the orphan (same resource) and closes it, after the retry bound.
-    with caplog.at_level(logging.INFO, logger="mimc_rx.user"):
+    with caplog.at_level(logging.INFO, logger="mimc_rx.client.lifecycle"):
         orphan.push(StatusChange(online=True), Kicked(err_type="kick", err_reason="same"))
         orphan.drop(DisconnectReason.SERVER_CLOSED)
         await settle()

@@ -7,8 +7,8 @@ import random
 import pytest
 from reactivex.testing import TestScheduler
 
-from mimc_rx.reconnect import Backoff, Reconnector
-from mimc_rx.streams import Reconnecting
+from mimc_rx.client.reconnect import Backoff, Reconnector
+from mimc_rx.client.values import Reconnecting
 
 
 def test_delays_double_up_to_the_cap_without_jitter() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 
+from mimc_rx.client.streams import StreamHub, UserStreams
+from mimc_rx.client.values import OFFLINE
 from mimc_rx.protocol.events import StatusChange
-from mimc_rx.streams import OFFLINE, StreamHub, UserStreams
 
 
 def test_a_replaying_hub_keeps_the_latest_value_without_subscribers() -> None:

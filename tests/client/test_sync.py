@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
+from mimc_rx.client.sync import LoopThread, SyncMIMCUser
 from mimc_rx.errors import LoginError, NotLoggedIn
 from mimc_rx.protocol.events import P2PMessage, PacketId, StatusChange
-from mimc_rx.sync import LoopThread, SyncMIMCUser
 
 from .conftest import TIMEOUT
 from .fakes import FakeNet, token_answer

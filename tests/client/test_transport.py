@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from mimc_rx.client.transport import WebSocketTransport
+from mimc_rx.client.values import DisconnectReason, TransportOptions
 from mimc_rx.errors import ConnectionClosed
-from mimc_rx.streams import DisconnectReason
-from mimc_rx.transport import TransportOptions, WebSocketTransport
 
 from .conftest import TIMEOUT, eventually
 

@@ -402,7 +402,7 @@ def test_payload_limits(send: str, limit: int) -> None:
 
 def test_dedup_window_is_bounded_and_shared_by_p2p_and_p2t() -> None:
     client = bound_client(dedup_window=2)
-    seen = client._seen
+    seen = client.memory.seen
     assert seen.add(1)
     assert seen.add(2)
     assert not seen.add(1)

@@ -15,11 +15,13 @@ packet id, because web-style packet ids (``"web" + ms + counter``) of two client
 
 :func:`latency_summary` gives count, average, p50, p90, p99, p99.9 and max in milliseconds;
 :func:`omb_metrics` the same under the OpenMessaging benchmark's result names;
-:func:`throughput` messages and bytes per second. :func:`loss_report` answers "did I lose
-messages?" by packet id against the ledger; :func:`sequence_report` lists repeated and
-out-of-order sequences (and holes, for servers whose sequences are contiguous: the local server's,
-like the cloud's, grow with time, so holes there mean nothing). The plots live in
-:mod:`mimc_rx.frames.plots` and are re-exported here.
+:func:`throughput` (from :mod:`mimc_rx.frames.rates`) messages and bytes per second.
+:func:`loss_report` answers "did I lose messages?" by packet id against the ledger;
+:func:`sequence_report` lists repeated and out-of-order sequences (and holes, for servers whose
+sequences are contiguous: the local server's, like the cloud's, grow with time, so holes there
+mean nothing). The plots live in
+:mod:`mimc_rx.frames.plots` and are re-exported here; they import only ``rates``, never this
+module, so the adapters have no import circle.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from mimc_rx.frames.plots import (
     plot_latency_over_time,
     plot_throughput,
 )
+from mimc_rx.frames.rates import throughput
 from mimc_rx.protocol.events import PacketId
 
 if TYPE_CHECKING:
@@ -120,7 +123,7 @@ class SendLedger:
         pid = ledger.send_message(alice, "bob", "hi")
 
     One ledger may serve several clients. Thread-safe. Each record is also published on
-    :attr:`sent`, so a :class:`~mimc_rx.replay.Recorder` can keep the send side of a session
+    :attr:`sent`, so a :class:`~mimc_rx.frames.replay.Recorder` can keep the send side of a session
     next to its received streams, and :meth:`from_records` rebuilds a ledger from a replay.
 
     Args:
@@ -400,56 +403,6 @@ def omb_metrics(summary: pd.DataFrame) -> dict[str, float]:
         for column, suffix in suffixes.items():
             metrics[f"aggregated{prefix}{suffix}"] = float(row[column])
     return metrics
-
-
-def throughput(
-    frame: pd.DataFrame,
-    *,
-    time_column: str | None = None,
-    freq: str = "1s",
-    size_column: str | None = "size",
-) -> pd.DataFrame:
-    """Messages (and bytes) per period, empty periods included.
-
-    Args:
-        frame: any frame with a datetime column: a ledger (``sent_at``), a message frame or a
-            latency table.
-        time_column: the time to bucket by; default ``sent_at`` if present, else
-            ``delivered_at``, else ``received_at``.
-        freq: the period, a pandas offset alias (``"1s"``, ``"100ms"``...).
-        size_column: the byte-size column, or None to skip bytes.
-
-    Returns:
-        Indexed by period start (datetime64[us, UTC]): ``messages`` and ``bytes`` (int64),
-        ``messages_per_s`` and ``mb_per_s`` (float64, per second whatever the period).
-    """
-    import pandas as pd
-
-    if time_column is None:
-        for name in ("sent_at", "delivered_at", "received_at"):
-            if name in frame.columns:
-                time_column = name
-                break
-        else:
-            raise ValueError("no sent_at, delivered_at or received_at column")
-    times = frame.set_index(time_column).sort_index()
-    seconds = pd.Timedelta(freq).total_seconds()
-    size = size_column if size_column is not None and size_column in frame.columns else None
-    if len(times) == 0:
-        index = pd.DatetimeIndex([], dtype=_TIME, name=time_column)
-        result = pd.DataFrame({"messages": pd.Series([], index=index, dtype="int64")})
-        if size is not None:
-            result["bytes"] = pd.Series([], index=index, dtype="int64")
-    else:
-        grouper = times.resample(freq)
-        result = pd.DataFrame({"messages": grouper.size().astype("int64")})
-        if size is not None:
-            result["bytes"] = grouper[size].sum().astype("int64")
-    result["messages_per_s"] = result["messages"] / seconds
-    if size is not None:
-        result["mb_per_s"] = result["bytes"] / seconds / 1e6
-    result.index.name = "period"
-    return result
 
 
 # --------------------------------------------------------------------------- "did I lose messages?"

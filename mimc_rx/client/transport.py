@@ -26,82 +26,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.frames import CloseCode
 
-from .errors import ConnectionClosed
-from .protocol.events import ClientEvent
-from .streams import DisconnectReason
+from mimc_rx.errors import ConnectionClosed
+from mimc_rx.protocol.events import ClientEvent
 
-__all__ = [
-    "ClientSessionLike",
-    "CloseInfo",
-    "TransportOptions",
-    "WebSocketTransport",
-    "describe_exception",
-]
+from .seams import DriverSession
+from .values import CloseInfo, DisconnectReason, TransportOptions
 
-log = logging.getLogger("mimc_rx.transport")
+__all__ = ["WebSocketTransport", "describe_exception"]
 
-
-class ClientSessionLike(Protocol):
-    """The part of ``mimc_rx.protocol.ClientSession`` a driver needs (docs/sansio.md)."""
-
-    def receive_data(self, data: bytes, now: float) -> None: ...
-    def receive_eof(self) -> None: ...
-    def expire(self, now: float) -> None: ...
-    def events_received(self) -> list[Any]: ...
-    def data_to_send(self) -> list[bytes]: ...
-    def next_deadline(self) -> float | None: ...
-    @property
-    def close_requested(self) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TransportOptions:
-    """Websocket settings of a ``MIMCUser`` connection.
-
-    Attributes:
-        open_timeout: seconds to open the websocket (TCP + TLS + HTTP upgrade).
-        ping_interval: seconds between websocket-level pings (dead-connection detection);
-            None turns them off.
-        ping_timeout: seconds to wait for the pong before the connection counts as dead.
-        close_timeout: seconds to wait for the closing handshake.
-        max_size: the largest message accepted, in bytes (None: no limit). A COMPOUND of
-            stored messages can be large, so the default is generous (16 MiB); a bigger
-            message fails the connection with close code 1009.
-        proxy: websockets' proxy setting: True follows the environment, None connects directly.
-    """
-
-    open_timeout: float = 10.0
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0
-    close_timeout: float = 2.0
-    max_size: int | None = 16 << 20
-    proxy: str | Literal[True] | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CloseInfo:
-    """How a connection ended.
-
-    Attributes:
-        reason: the transport-level reason (``SERVER_CLOSED``, ``CONNECTION_LOST``,
-            ``PING_TIMEOUT``); the facade refines it with what the protocol said (KICK, UBND).
-        detail: the websocket close reason or the exception text.
-        code: the websocket close code, if any.
-        by_us: true when we started the close (the session asked for it, or ``close()``).
-    """
-
-    reason: DisconnectReason
-    detail: str = ""
-    code: int | None = None
-    by_us: bool = False
+log = logging.getLogger(__name__)
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -122,7 +61,7 @@ class WebSocketTransport:
 
     def __init__(
         self,
-        session: ClientSessionLike,
+        session: DriverSession,
         url: str,
         on_events: Callable[[Sequence[ClientEvent]], None],
         *,

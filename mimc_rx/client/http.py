@@ -6,7 +6,8 @@ A MIMC app never ships its app secret to a client. The client asks the app's own
 ``AccountTokenFetcher`` calls the token service directly with app credentials, which is what
 the local server, tests and notebooks do.
 
-Both are async callables returning the service's raw answer (bytes of JSON). ``MIMCUser`` hands
+Both are async callables returning the service's raw answer (bytes of JSON), so either is a
+``TokenFetcher`` (``mimc_rx.client.seams``). ``MIMCUser`` hands
 that answer to the protocol core, which checks it as the web SDK does (6.1 step 5), so a bad
 answer becomes a ``StatusChange(online=False, ...)``, never a crash.
 
@@ -21,29 +22,21 @@ answer came back) or ``TokenError`` at this boundary.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias
+from typing import Any
 
 import httpx
 
-from .errors import ServerError, TokenError
+from mimc_rx.errors import ServerError, TokenError
 
 __all__ = [
     "AccountTokenFetcher",
     "ProxyTokenFetcher",
-    "TokenAnswer",
-    "TokenFetcher",
     "TopicClient",
     "UCTopicClient",
     "http_base_from_ws_url",
 ]
-
-TokenAnswer: TypeAlias = Mapping[str, Any] | str | bytes
-"""What a token fetcher returns: the token service's JSON, parsed or raw (docs/protocol.md 8.1)."""
-
-TokenFetcher: TypeAlias = Callable[[], TokenAnswer | Awaitable[TokenAnswer]]
-"""A sync or async callable returning a ``TokenAnswer``; called once per login attempt."""
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds before an HTTP call gives up (connect, read and write each)."""

@@ -20,12 +20,29 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from reactivex import abc
+from .values import Reconnecting
 
-from .streams import Reconnecting
+__all__ = ["Backoff", "Reconnector", "TimerHandle", "TimerScheduler"]
 
-__all__ = ["Backoff", "Reconnector"]
+
+class TimerHandle(Protocol):
+    """A scheduled action that can still be called off (an Rx ``Disposable``)."""
+
+    def dispose(self) -> None: ...
+
+
+class TimerScheduler(Protocol):
+    """The one thing the reconnector needs from a scheduler: run an action after a delay.
+
+    Every Rx scheduler has it (``AsyncIOScheduler`` in production, ``TestScheduler`` in
+    tests); naming it here keeps this module free of the reactive layer.
+    """
+
+    def schedule_relative(
+        self, duetime: Any, action: Callable[[Any, Any], Any], state: Any = None
+    ) -> TimerHandle: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,7 +118,7 @@ class Reconnector:
         policy: Backoff,
         attempt: Callable[[int], None],
         *,
-        scheduler: abc.SchedulerBase,
+        scheduler: TimerScheduler,
         on_scheduled: Callable[[Reconnecting], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -111,7 +128,7 @@ class Reconnector:
         self._on_scheduled = on_scheduled
         self._rng = rng or random.Random()
         self._attempt = 0
-        self._pending: abc.DisposableBase | None = None
+        self._pending: TimerHandle | None = None
         self._running = False
 
     @property
@@ -159,7 +176,7 @@ class Reconnector:
         number = self._attempt
         delay = self.policy.delay(number, self._rng)
 
-        def fire(_scheduler: abc.SchedulerBase, _state: object = None) -> None:
+        def fire(_scheduler: object, _state: object = None) -> None:
             self._pending = None
             self._running = True
             self._attempt_cb(number)

@@ -19,12 +19,12 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from .errors import SendTimeout
-from .protocol.events import ServerAck
+from mimc_rx.errors import SendTimeout
+from mimc_rx.protocol.events import ServerAck
 
 __all__ = ["DEFAULT_ACK_TIMEOUT", "AckBook"]
 
-log = logging.getLogger("mimc_rx.user")
+log = logging.getLogger(__name__)
 
 DEFAULT_ACK_TIMEOUT = 10.0
 """Seconds ``ack()`` waits for the server's PACKET_ACK by default."""

@@ -7,6 +7,11 @@ blocking one with ``asyncio.run_coroutine_threadsafe``. Observables are the same
 async user's; their subscribers are called on the loop thread, so keep them short and
 thread-safe (appending to a list or putting into a ``queue.Queue`` is fine).
 
+The blocking members are not written by hand: ``TWINNED`` lists the public members of
+``MIMCUser`` that ``SyncMIMCUser`` offers, and each forward is made from the original by its kind
+(a property is read as it is, a coroutine method blocks until it is done, a plain method runs on
+the loop thread). A test fails when ``MIMCUser`` gains a public member missing from the list.
+
 Example::
 
     with SyncMIMCUser("alice", app_id=APP, token_fetcher=fetch, url=URL) as alice:
@@ -18,31 +23,19 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
-from reactivex import Observable
+from mimc_rx.errors import LoginError
+from mimc_rx.protocol.events import StatusChange
 
-from .errors import LoginError
-from .protocol.events import (
-    P2PMessage,
-    P2TMessage,
-    PacketId,
-    PullNotification,
-    ServerAck,
-    StatusChange,
-    UCDismissed,
-    UCJoinResult,
-    UCMessage,
-    UCQuitResult,
-)
-from .streams import Disconnected
-from .user import DEFAULT_ACK_TIMEOUT, MIMCUser
+from .user import MIMCUser
 
-__all__ = ["LoopThread", "SyncMIMCUser"]
+__all__ = ["TWINNED", "LoopThread", "SyncMIMCUser"]
 
 _T = TypeVar("_T")
 
@@ -103,8 +96,65 @@ class LoopThread:
         self.loop.close()
 
 
+TWINNED: Final = (
+    # streams
+    "status",
+    "server_acks",
+    "p2p_messages",
+    "group_messages",
+    "uc_messages",
+    "uc_join_results",
+    "uc_quit_results",
+    "uc_dismissals",
+    "pull_notifications",
+    "disconnects",
+    "reconnects",
+    "events",
+    # accessors
+    "app_account",
+    "app_id",
+    "resource",
+    "uuid",
+    "token",
+    "is_connected",
+    "is_logged_in",
+    "current_status",
+    "url",
+    "api_url",
+    "login_timeout",
+    "transport_options",
+    "reconnect_policy",
+    "auto_pull",
+    "counts",
+    # login / logout (``close`` is the twin's own: it also stops the loop thread)
+    "login",
+    "logout",
+    # commands
+    "send_message",
+    "send_group_message",
+    "send_unlimited_group_message",
+    "join_unlimited_group",
+    "quit_unlimited_group",
+    "pull",
+    # acks
+    "ack_observable",
+    "ack",
+    # REST
+    "create_group",
+    "dismiss_group",
+    "topics_api",
+    "create_unlimited_group",
+    "dismiss_unlimited_group",
+    "unlimited_groups",
+)
+"""The public members of ``MIMCUser`` that ``SyncMIMCUser`` forwards, in the facade's order."""
+
+
 class SyncMIMCUser:
     """A blocking ``MIMCUser`` for scripts; takes the same arguments as ``MIMCUser``.
+
+    Every member named in ``TWINNED`` behaves as the ``MIMCUser`` member of that name, except
+    that coroutines block until they are done. Observables are the async user's own objects.
 
     Args:
         app_account: the account name.
@@ -125,6 +175,11 @@ class SyncMIMCUser:
                 self.runner.stop()  # nobody else can stop the thread we just started
             raise
 
+    if TYPE_CHECKING:
+        # The forwards are made below the class from ``TWINNED``; for the type checker they
+        # are what ``MIMCUser`` says, without the awaiting.
+        def __getattr__(self, name: str) -> Any: ...
+
     def _run(self, awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
         async def wrapper() -> _T:
             return await awaitable
@@ -139,16 +194,6 @@ class SyncMIMCUser:
                 awaitable.close()
             raise
 
-    # lifecycle --------------------------------------------------------------
-
-    def login(self) -> StatusChange:
-        """Log in and block until the BIND result (see ``MIMCUser.login``)."""
-        return self._run(self.user.login())
-
-    def logout(self) -> None:
-        """Log out and block until the connection is closed."""
-        self._run(self.user.logout())
-
     def close(self) -> None:
         """Log out and stop the loop thread if this object owns it."""
         try:
@@ -158,7 +203,7 @@ class SyncMIMCUser:
                 self.runner.stop()
 
     def __enter__(self) -> Self:
-        status = self.login()
+        status: StatusChange = self.login()
         if not status.online:
             self.close()
             raise LoginError(status.err_type, status.err_reason, status.err_desc)
@@ -172,131 +217,36 @@ class SyncMIMCUser:
     ) -> None:
         self.close()
 
-    # commands ---------------------------------------------------------------
-
-    def send_message(
-        self, to_account: str, payload: str | bytes, *, is_store: bool = True, biz_type: str = ""
-    ) -> PacketId:
-        """Send a one-to-one message; returns the packet id."""
-        return self.runner.call(
-            self.user.send_message, to_account, payload, is_store=is_store, biz_type=biz_type
-        )
-
-    def send_group_message(
-        self,
-        topic_id: int | str,
-        payload: str | bytes,
-        *,
-        is_store: bool = True,
-        biz_type: str = "",
-    ) -> PacketId:
-        """Send a group message; returns the packet id."""
-        return self.runner.call(
-            self.user.send_group_message, topic_id, payload, is_store=is_store, biz_type=biz_type
-        )
-
-    def send_unlimited_group_message(
-        self,
-        topic_id: int | str,
-        payload: str | bytes,
-        *,
-        is_store: bool = False,
-        biz_type: str = "",
-    ) -> PacketId:
-        """Send to an unlimited group; returns the UC packet id."""
-        return self.runner.call(
-            self.user.send_unlimited_group_message,
-            topic_id,
-            payload,
-            is_store=is_store,
-            biz_type=biz_type,
-        )
-
-    def join_unlimited_group(self, topic_id: int | str) -> PacketId:
-        """Ask to join an unlimited group."""
-        return self.runner.call(self.user.join_unlimited_group, topic_id)
-
-    def quit_unlimited_group(self, topic_id: int | str) -> PacketId:
-        """Ask to leave an unlimited group."""
-        return self.runner.call(self.user.quit_unlimited_group, topic_id)
-
-    def pull(self) -> PacketId:
-        """Ask the server for pending messages."""
-        return self.runner.call(self.user.pull)
-
-    def ack(self, packet_id: str, timeout: float | None = DEFAULT_ACK_TIMEOUT) -> ServerAck:
-        """Block until the server acks ``packet_id``; ``SendTimeout`` after ``timeout`` s."""
-        return self._run(self.user.ack(packet_id, timeout))
-
-    def create_unlimited_group(self, topic_name: str, *, join: bool = True) -> int:
-        """Create an unlimited group over REST; returns its id."""
-        return self._run(self.user.create_unlimited_group(topic_name, join=join))
-
-    def dismiss_unlimited_group(self, topic_id: int | str) -> None:
-        """Dismiss an unlimited group we own."""
-        self._run(self.user.dismiss_unlimited_group(topic_id))
-
-    # streams and accessors (the async user's own objects) --------------------
-
-    @property
-    def status(self) -> Observable[StatusChange]:
-        return self.user.status
-
-    @property
-    def server_acks(self) -> Observable[ServerAck]:
-        return self.user.server_acks
-
-    @property
-    def p2p_messages(self) -> Observable[P2PMessage]:
-        return self.user.p2p_messages
-
-    @property
-    def group_messages(self) -> Observable[P2TMessage]:
-        return self.user.group_messages
-
-    @property
-    def uc_messages(self) -> Observable[UCMessage]:
-        return self.user.uc_messages
-
-    @property
-    def uc_join_results(self) -> Observable[UCJoinResult]:
-        return self.user.uc_join_results
-
-    @property
-    def uc_quit_results(self) -> Observable[UCQuitResult]:
-        return self.user.uc_quit_results
-
-    @property
-    def uc_dismissals(self) -> Observable[UCDismissed]:
-        return self.user.uc_dismissals
-
-    @property
-    def pull_notifications(self) -> Observable[PullNotification]:
-        return self.user.pull_notifications
-
-    @property
-    def disconnects(self) -> Observable[Disconnected]:
-        return self.user.disconnects
-
-    @property
-    def is_logged_in(self) -> bool:
-        return self.user.is_logged_in
-
-    @property
-    def is_connected(self) -> bool:
-        return self.user.is_connected
-
-    @property
-    def uuid(self) -> int | None:
-        return self.user.uuid
-
-    @property
-    def token(self) -> str | None:
-        return self.user.token
-
-    @property
-    def app_account(self) -> str:
-        return self.user.app_account
-
     def __repr__(self) -> str:
         return f"<SyncMIMCUser {self.user!r}>"
+
+
+def _twin(name: str) -> Any:
+    """The blocking forward of ``MIMCUser.<name>``, made by the kind of that member."""
+    original = getattr(MIMCUser, name)
+    if isinstance(original, property):
+
+        def read(self: SyncMIMCUser) -> Any:
+            return getattr(self.user, name)
+
+        read.__doc__ = original.__doc__
+        return property(read)
+    if inspect.iscoroutinefunction(original):
+
+        @functools.wraps(original)
+        def block(self: SyncMIMCUser, *args: Any, **kwargs: Any) -> Any:
+            return self._run(getattr(self.user, name)(*args, **kwargs))
+
+        return block
+
+    @functools.wraps(original)
+    def call(self: SyncMIMCUser, *args: Any, **kwargs: Any) -> Any:
+        # On the loop thread: the facade's state belongs to its loop.
+        return self.runner.call(getattr(self.user, name), *args, **kwargs)
+
+    return call
+
+
+for _name in TWINNED:
+    setattr(SyncMIMCUser, _name, _twin(_name))
+del _name

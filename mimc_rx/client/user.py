@@ -5,16 +5,20 @@ Theory of operation. The official web SDK reports everything through registered 
 ``p2p_messages``, ...); the facade knows no bytes. It is assembled from a few parts, each in
 its own module:
 
-* ``ConnectionManager`` (``mimc_rx.connection``): token, session, transport and BIND for one
-  connection at a time; supervision, automatic reconnect with backoff, logout.
-* ``EventRouter`` (``mimc_rx.dispatch``): republishes the core's events on the streams, with
-  dedup of redelivered messages, ack bookkeeping and auto-pull.
-* ``AckBook`` (``mimc_rx.acks``): the acks behind ``ack()`` and ``ack_observable()``.
-* ``UserStreams`` (``mimc_rx.streams``): the subscriber-safe hubs behind the properties.
+* ``ConnectionManager`` (``mimc_rx.client.lifecycle``): one ``ClientLink`` at a time, made by
+  a ``Connector`` (token, session, transport) and bound; supervision, automatic reconnect with
+  backoff, logout.
+* ``EventRouter`` (``mimc_rx.client.router``): republishes the core's events on the streams
+  and records acks; it decides nothing.
+* ``AckBook`` (``mimc_rx.client.acks``): the acks behind ``ack()`` and ``ack_observable()``.
+* ``UserStreams`` (``mimc_rx.client.streams``): the subscriber-safe hubs behind the properties.
+* ``SessionMemory`` (``mimc_rx.protocol.memory``): what the protocol core remembers across
+  connections (the dedup window sized by ``dedup_window``, the joined unlimited groups); the
+  user creates it once and every new ``ClientSession`` gets it.
 
-This module holds what users call: the streams, the accessors, the sends (which encode and
-check the payload, then hand it to the bound session and wake the transport), the acks and the
-group helpers.
+This module holds what users call: the streams, the accessors, the sends (handed to the bound
+session, which checks the payload, then the transport is woken), the acks and the group
+helpers. Protocol rules (payload limits, dedup, unlimited groups, auto-pull) live in the core.
 
 Everything runs on the asyncio loop that called ``login()``: emissions, timers (an
 ``AsyncIOScheduler`` on that loop unless a scheduler is injected), and commands. Library code
@@ -35,19 +39,8 @@ from typing import Self
 import httpx
 from reactivex import Observable, abc
 
-from .acks import DEFAULT_ACK_TIMEOUT, AckBook
-from .connection import (
-    ConnectionManager,
-    SessionFactory,
-    TransportFactory,
-    default_session_factory,
-    default_transport_factory,
-)
-from .dispatch import EventRouter
-from .errors import ConnectionClosed, LoginError, NotLoggedIn
-from .http import PRODUCTION_WS_URL, TokenFetcher, TopicClient, UCTopicClient, http_base_from_ws_url
-from .payload import P2P_LIMIT, UC_LIMIT, encode_payload
-from .protocol.events import (
+from mimc_rx.errors import ConnectionClosed, LoginError
+from mimc_rx.protocol.events import (
     ClientEvent,
     P2PMessage,
     P2TMessage,
@@ -60,11 +53,19 @@ from .protocol.events import (
     UCMessage,
     UCQuitResult,
 )
-from .reconnect import Backoff
-from .streams import OFFLINE, Disconnected, Reconnecting, UserStreams
-from .transport import TransportOptions
+from mimc_rx.protocol.memory import DEFAULT_DEDUP_WINDOW, SessionMemory
 
-__all__ = ["DEFAULT_ACK_TIMEOUT", "MIMCUser", "SessionFactory", "TransportFactory"]
+from .acks import DEFAULT_ACK_TIMEOUT, AckBook
+from .attempt import Connector, default_session_factory, default_transport_factory
+from .http import PRODUCTION_WS_URL, TopicClient, UCTopicClient, http_base_from_ws_url
+from .lifecycle import ConnectionManager
+from .reconnect import Backoff
+from .router import EventRouter
+from .seams import SessionFactory, TokenFetcher, TransportFactory
+from .streams import UserStreams
+from .values import OFFLINE, Disconnected, Reconnecting, TransportOptions
+
+__all__ = ["MIMCUser"]
 
 
 class MIMCUser:
@@ -88,10 +89,13 @@ class MIMCUser:
         http_client: an ``httpx.AsyncClient`` to reuse for REST calls.
         auto_pull: answer a pull notification (6.10) with ``pull()`` at once, so a large
             offline backlog still arrives by itself; False leaves it to the application.
-        dedup_window: how many delivered sequences are remembered to drop duplicates.
+        dedup_window: how many delivered sequences the core remembers to drop redeliveries,
+            across reconnects (the user's ``SessionMemory``).
         ack_cache_size: how many server acks are kept for ``ack()`` calls made after the ack.
-        session_factory: builds the protocol core; inject to tune or fake it.
-        transport_factory: builds the transport; inject an in-memory one in tests.
+        session_factory: builds the protocol core of each connection (a ``SessionFactory``);
+            inject to tune or fake it.
+        transport_factory: builds the transport of each connection (a ``TransportFactory``);
+            inject an in-memory one in tests.
         rng: the jitter source of the backoff.
     """
 
@@ -110,7 +114,7 @@ class MIMCUser:
         api_url: str | None = None,
         http_client: httpx.AsyncClient | None = None,
         auto_pull: bool = True,
-        dedup_window: int = 65536,
+        dedup_window: int = DEFAULT_DEDUP_WINDOW,
         ack_cache_size: int = 16384,
         session_factory: SessionFactory | None = None,
         transport_factory: TransportFactory | None = None,
@@ -123,41 +127,51 @@ class MIMCUser:
         self._resource = resource or f"mimcrx_{secrets.token_hex(5)}"
         if isinstance(reconnect, bool):
             reconnect = Backoff() if reconnect else Backoff.disabled()
-        self.api_url = api_url or http_base_from_ws_url(url)
+        self._api_url = api_url or http_base_from_ws_url(url)
         self._http_client = http_client
-        # With auto_pull the range is not acked on notice: PULL would find nothing pending.
-        make_session = session_factory or functools.partial(
-            default_session_factory, ack_pull_notifications=not auto_pull
-        )
-
-        self._streams = UserStreams()
-        self._lifecycle = ConnectionManager(
-            new_session=functools.partial(
-                make_session, self._app_id, self._app_account, self._resource
-            ),
+        self._auto_pull = auto_pull
+        self._memory = SessionMemory(dedup_window)
+        make_session = session_factory or default_session_factory
+        connector = Connector(
             token_fetcher=token_fetcher,
+            new_session=functools.partial(
+                make_session,
+                self._app_id,
+                self._app_account,
+                self._resource,
+                memory=self._memory,
+                auto_pull=auto_pull,
+            ),
+            transport_factory=transport_factory or default_transport_factory,
             url=url,
-            login_timeout=login_timeout,
             transport_options=transport_options or TransportOptions(),
+            login_timeout=login_timeout,
+        )
+        # Built in dependency order: the streams and acks, the router that feeds them, and
+        # the lifecycle that hands the router each event of the current connection.
+        self._streams = UserStreams()
+        self._acks = AckBook(ack_cache_size, self._scheduler)
+        self._router = EventRouter(self._streams, self._acks)
+        self._lifecycle = ConnectionManager(
+            connector=connector,
             policy=reconnect,
             scheduler=scheduler,
             rng=rng,
-            transport_factory=transport_factory or default_transport_factory,
             streams=self._streams,
-            on_events=lambda conn, events: self._router.dispatch(conn, events),
-            on_reconnected=self._rejoin_uc_topics,
+            publish=self._router.publish,
             name=app_account,
         )
-        self._acks = AckBook(ack_cache_size, self._lifecycle.scheduler)
-        self._router = EventRouter(
-            self._streams,
-            self._acks,
-            self._lifecycle,
-            dedup_window=dedup_window,
-            auto_pull=auto_pull,
-        )
-        self.counts = self._router.counts
-        """Messages ``sent``, ``acked``, ``received`` (each once) and ``duplicates`` dropped."""
+
+    def _scheduler(self) -> abc.SchedulerBase:
+        return self._lifecycle.scheduler()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Messages ``sent``, ``acked``, ``received`` (each once) and ``duplicates`` dropped.
+
+        A snapshot: the duplicates are the redeliveries the core's dedup window refused.
+        """
+        return {**self._router.counts, "duplicates": self._memory.duplicates}
 
     # ------------------------------------------------------------------ streams
 
@@ -264,19 +278,24 @@ class MIMCUser:
         return self._streams.status.latest or OFFLINE
 
     @property
+    def api_url(self) -> str:
+        """The HTTP base of the REST calls (groups, unlimited groups)."""
+        return self._api_url
+
+    @property
     def url(self) -> str:
         """The websocket URL."""
-        return self._lifecycle.url
+        return self._lifecycle.connector.url
 
     @property
     def login_timeout(self) -> float:
         """Seconds a login attempt may take, token fetch included."""
-        return self._lifecycle.login_timeout
+        return self._lifecycle.connector.login_timeout
 
     @property
     def transport_options(self) -> TransportOptions:
         """The websocket settings."""
-        return self._lifecycle.transport_options
+        return self._lifecycle.connector.transport_options
 
     @property
     def reconnect_policy(self) -> Backoff:
@@ -285,8 +304,8 @@ class MIMCUser:
 
     @property
     def auto_pull(self) -> bool:
-        """Whether a pull notification is answered with ``pull()`` by itself."""
-        return self._router.auto_pull
+        """Whether the core answers a pull notification with PULL by itself."""
+        return self._auto_pull
 
     # ------------------------------------------------------------------ login / logout
 
@@ -328,14 +347,6 @@ class MIMCUser:
     ) -> None:
         await self.logout()
 
-    def _rejoin_uc_topics(self) -> None:
-        # A fresh session knows no unlimited groups; rejoin the ones we were in.
-        for topic_id in sorted(self._router.uc_topics):
-            try:
-                self.join_unlimited_group(topic_id)
-            except NotLoggedIn:
-                return
-
     # ------------------------------------------------------------------ commands
 
     def send_message(
@@ -354,9 +365,8 @@ class MIMCUser:
             NotLoggedIn: not logged in (nothing is queued).
             PayloadTooLarge: over 15360 UTF-16 code units (or 46080 bytes); nothing sent.
         """
-        data = encode_payload(payload, P2P_LIMIT)
         session, transport, now = self._lifecycle.bound("send a message")
-        pid = session.send_p2p(to_account, data, is_store=is_store, biz_type=biz_type, now=now)
+        pid = session.send_p2p(to_account, payload, is_store=is_store, biz_type=biz_type, now=now)
         self._router.counts["sent"] += 1
         transport.wake()
         return pid
@@ -370,9 +380,9 @@ class MIMCUser:
         biz_type: str = "",
     ) -> PacketId:
         """Send a message to a normal group (topic); returns its packet id at once (6.7)."""
-        data = encode_payload(payload, P2P_LIMIT)
         session, transport, now = self._lifecycle.bound("send a group message")
-        pid = session.send_p2t(int(topic_id), data, is_store=is_store, biz_type=biz_type, now=now)
+        topic = int(topic_id)
+        pid = session.send_p2t(topic, payload, is_store=is_store, biz_type=biz_type, now=now)
         self._router.counts["sent"] += 1
         transport.wake()
         return pid
@@ -386,9 +396,9 @@ class MIMCUser:
         biz_type: str = "",
     ) -> PacketId:
         """Send to an unlimited group; returns the UC packet id (not what receivers see, 10.9)."""
-        data = encode_payload(payload, UC_LIMIT)
         session, transport, now = self._lifecycle.bound("send an unlimited-group message")
-        pid = session.send_uc(int(topic_id), data, is_store=is_store, biz_type=biz_type, now=now)
+        topic = int(topic_id)
+        pid = session.send_uc(topic, payload, is_store=is_store, biz_type=biz_type, now=now)
         transport.wake()
         return pid
 
@@ -403,7 +413,6 @@ class MIMCUser:
         """Ask to leave an unlimited group; the answer comes on ``uc_quit_results``."""
         session, transport, now = self._lifecycle.bound("quit an unlimited group")
         pid = session.quit_uc(int(topic_id), now=now)
-        self._router.uc_topics.discard(int(topic_id))
         transport.wake()
         return pid
 
@@ -472,7 +481,9 @@ class MIMCUser:
     async def dismiss_unlimited_group(self, topic_id: int | str) -> None:
         """Dismiss an unlimited group we own; members get ``uc_dismissals``."""
         await self.topics_api().dismiss(int(topic_id))
-        self._router.uc_topics.discard(int(topic_id))
+        # The core forgets a dismissed group when the server says so (UCDismissed); say it
+        # now too, so a reconnect before that does not join it again.
+        self._memory.forget_uc_topic(int(topic_id))
 
     async def unlimited_groups(self) -> list[int]:
         """The unlimited groups this account has joined, as the server knows them."""

@@ -1,10 +1,8 @@
-"""The facade's own stream values and the guarded publishing hub behind every stream.
+"""The guarded publishing hub behind every stream of ``MIMCUser``.
 
-The protocol core's events (``mimc_rx.protocol.events``) carry what the server said. A few
-things only the facade knows: that the websocket went away and why (``Disconnected``), and that
-a reconnect is scheduled (``Reconnecting``). They live here, next to ``StreamHub``, the small
-publish side that turns an internal ``Subject`` into the read-only, subscriber-safe
-``Observable`` that ``MIMCUser`` exposes, and ``UserStreams``, the set of hubs of one user.
+``StreamHub`` is the small publish side that turns an internal ``Subject`` into the read-only,
+subscriber-safe ``Observable`` that ``MIMCUser`` exposes; ``UserStreams`` is the set of hubs of
+one user; ``first_value`` awaits the first matching value of a stream without a race.
 
 Why a hub and not a bare Subject: RxPY calls observers synchronously, so an exception raised in
 one subscriber's ``on_next`` would climb back into our receive loop and skip every later
@@ -17,15 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 import reactivex
 from reactivex import Observable, abc
 from reactivex.subject import BehaviorSubject, Subject
 
-from .protocol.events import (
+from mimc_rx.protocol.events import (
     ClientEvent,
     P2PMessage,
     P2TMessage,
@@ -38,70 +34,17 @@ from .protocol.events import (
     UCQuitResult,
 )
 
+from .values import OFFLINE, Disconnected, Reconnecting
+
 __all__ = [
-    "OFFLINE",
-    "DisconnectReason",
-    "Disconnected",
-    "Reconnecting",
     "StreamHub",
     "UserStreams",
     "first_value",
 ]
 
-log = logging.getLogger("mimc_rx.user")
+log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-_frozen: dict[str, Any] = {"frozen": True, "slots": True, "kw_only": True}
-
-OFFLINE = StatusChange(online=False)
-"""The status of a user that never logged in (what ``user.status`` replays first)."""
-
-
-class DisconnectReason(StrEnum):
-    """Why a connection ended, as a value to ``match`` on."""
-
-    LOGOUT = "logout"
-    """We logged out (UBND, docs/protocol.md 6.13)."""
-    KICKED = "kicked"
-    """The server sent KICK, usually because the same resource logged in elsewhere."""
-    LOGIN_FAILED = "login-failed"
-    """The server refused BIND; the connection is closed."""
-    SERVER_CLOSED = "server-closed"
-    """The server closed the websocket cleanly without telling us why."""
-    CONNECTION_LOST = "connection-lost"
-    """The websocket broke (network error, abnormal close)."""
-    PING_TIMEOUT = "ping-timeout"
-    """The websocket keep-alive ping got no pong in time: the connection is dead."""
-    PROTOCOL_FAILURE = "protocol-failure"
-    """The server sent bytes we cannot accept; we closed the connection."""
-    CONNECT_FAILED = "connect-failed"
-    """The websocket could not be opened at all."""
-
-
-@dataclass(**_frozen)
-class Disconnected:
-    """A connection of this user ended (the web SDK's disconnect handler, docs/protocol.md 9.3).
-
-    Attributes:
-        reason: why, as a ``DisconnectReason``.
-        detail: a human explanation (close reason, exception text, KICK fields).
-        code: the websocket close code, when there was one.
-        will_reconnect: true when automatic reconnect will try again (see ``user.reconnects``).
-    """
-
-    reason: DisconnectReason
-    detail: str = ""
-    code: int | None = None
-    will_reconnect: bool = False
-
-
-@dataclass(**_frozen)
-class Reconnecting:
-    """Automatic reconnect scheduled attempt number ``attempt`` (from 1) in ``delay`` seconds."""
-
-    attempt: int
-    delay: float
 
 
 class _GuardedObserver(abc.ObserverBase[_T]):
