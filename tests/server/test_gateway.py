@@ -135,8 +135,9 @@ async def test_every_resource_gets_it_but_the_sending_session(
     own = await alice2.next(P2TMessage)
     acks = await alice1.next(ServerAck, 2)
     assert own.sequence == acks.sequence
+    await alice1.barrier()  # a wrong extra delivery would have come before this
+    await alice2.barrier()
     assert alice2.of(P2PMessage) == []
-    await asyncio.sleep(0.05)  # give a wrong extra delivery the chance to show up
     assert alice1.of(P2TMessage) == []
 
 
@@ -240,7 +241,7 @@ async def test_logout_closes(connect: Connect) -> None:
     alice = await connect("alice")
     alice.session.logout(now=alice.now())
     await alice.flush()
-    await alice.wait_closed()
+    assert await alice.wait_closed() == 1000  # UBND: a normal close
 
 
 async def test_send_then_logout_in_one_burst(
@@ -286,7 +287,7 @@ async def test_offline_delivery_after_restart(db_path: Path, clock: FakeClock) -
             "alice",
             acks[0].packet_id,
         )
-        await asyncio.sleep(0.05)
+        await bob.barrier()
         assert [m.text for m in bob.of(P2PMessage)] == ["stored"]
         await bob.close()
 
@@ -310,7 +311,7 @@ async def test_unacked_delivery_is_sent_again_at_next_login(
     # Acked this time: a third login gets nothing.
     third = WireClient(server.ws_url, "bob")
     await third.login((await login_http(http, "bob")).answer)
-    await asyncio.sleep(0.05)
+    await third.barrier()
     assert third.of(P2PMessage) == []
     await third.close()
 
@@ -333,7 +334,7 @@ async def test_pull_notification_then_pull(
     await bob.login((await login_http(http, "bob")).answer)
     note = await bob.next(PullNotification)
     assert note.min_sequence < note.max_sequence
-    await asyncio.sleep(0.05)
+    await bob.barrier()
     assert bob.of(P2PMessage) == []  # too many: announced, not pushed
     bob.session.pull(now=bob.now())
     await bob.flush()
@@ -377,7 +378,8 @@ async def test_group_permissions(http: httpx.AsyncClient, connect: Connect) -> N
         topic,
         "bob",
     )
-    await asyncio.sleep(0.05)
+    await alice.barrier()
+    await carol.barrier()
     assert [m.text for m in alice.of(P2TMessage)] == ["members only"]
     assert carol.of(P2TMessage) == []
 
@@ -417,7 +419,8 @@ async def test_unlimited_group_flows(
     assert [m["appAccount"] for m in members["data"]["members"]] == ["alice"]
     await http.delete("/api/uctopic", headers={"token": owner.token, "topicId": str(topic)})
     assert await alice.next(UCDismissed) == UCDismissed(topic_id=topic)
-    await asyncio.sleep(0.05)
+    await bob.barrier()
+    await alice.barrier()
     assert [m.text for m in bob.of(UCMessage)] == ["one", "two"]
     assert alice.of(UCMessage) == []  # the sender's own session is skipped
 
@@ -534,6 +537,6 @@ async def test_packet_claiming_another_sender_is_refused(connect: Connect) -> No
     await alice.flush()
     assert (await alice.next(ServerAck, 2)).ok
     assert (await bob.next(P2PMessage)).text == "genuine"
-    await asyncio.sleep(0.05)
+    await bob.barrier()
     assert [m.text for m in bob.of(P2PMessage)] == ["genuine"]
     assert not alice.closed.is_set()
