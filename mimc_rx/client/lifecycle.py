@@ -1,6 +1,6 @@
 """The connection lifecycle behind ``MIMCUser``: log in, supervise, reconnect, log out.
 
-Theory of operation. One login attempt is one ``ClientLink`` (``mimc_rx.client.link``), whose
+Theory of operation. One login attempt is one ``SessionLink`` (``mimc_rx.client.link``), whose
 parts a ``Connector`` makes step by step (``mimc_rx.client.attempt``): a token, a fresh
 ``ClientSession`` with the user's ``SessionMemory``, an open transport. The lifecycle then
 waits for the BIND result on the link's login waiter.
@@ -33,7 +33,7 @@ from mimc_rx.errors import NotLoggedIn
 from mimc_rx.protocol.events import ClientEvent, Kicked, ProtocolFailure, StatusChange
 
 from .attempt import Connector
-from .link import ClientLink
+from .link import SessionLink
 from .reconnect import Backoff, Reconnector
 from .seams import Transport, UserSession
 from .streams import UserStreams
@@ -51,7 +51,7 @@ _ABORTED = offline_status(
 
 
 class ConnectionManager:
-    """Logs one account in and keeps it online, one ``ClientLink`` at a time.
+    """Logs one account in and keeps it online, one ``SessionLink`` at a time.
 
     Args:
         connector: makes the parts of each attempt.
@@ -83,7 +83,7 @@ class ConnectionManager:
         self._name = name
 
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.link: ClientLink | None = None
+        self.link: SessionLink | None = None
         self.uuid: int | None = None
         self.token: str | None = None
         self._lock: asyncio.Lock | None = None
@@ -174,7 +174,7 @@ class ConnectionManager:
     def _close_soon(self, transport: Transport, why: str) -> None:
         self._spawn(transport.close(self.connector.transport_options.close_timeout), why)
 
-    def _is_current(self, link: ClientLink, what: str) -> bool:
+    def _is_current(self, link: SessionLink, what: str) -> bool:
         """True when ``link`` is the current link; logs ``what`` was ignored otherwise."""
         if link is self.link:
             return True
@@ -254,7 +254,7 @@ class ConnectionManager:
         if refusal is not None:
             return self.publish_status(refusal)  # no connection needed (6.1 step 5)
 
-        link = ClientLink(session, loop.create_future(), generation)
+        link = SessionLink(session, loop.create_future(), generation)
         opened = await self.connector.open_transport(
             session, lambda batch: self._on_link_events(link, batch)
         )
@@ -268,7 +268,7 @@ class ConnectionManager:
         link.supervisor = loop.create_task(self._supervise(link), name="mimc-rx supervisor")
         return await self._await_bind(link, opened)
 
-    async def _await_bind(self, link: ClientLink, transport: Transport) -> StatusChange:
+    async def _await_bind(self, link: SessionLink, transport: Transport) -> StatusChange:
         """The BIND result of ``link``; a timeout or a cancellation closes the transport."""
         timeout = self.connector.login_timeout
         try:
@@ -288,7 +288,7 @@ class ConnectionManager:
 
     # ------------------------------------------------------------------ events of a link
 
-    def _on_link_events(self, link: ClientLink, events: Sequence[ClientEvent]) -> None:
+    def _on_link_events(self, link: SessionLink, events: Sequence[ClientEvent]) -> None:
         """Republish a batch of ``link``'s events; apply the ones that decide its fate."""
         publish = self._publish
         for event in events:
@@ -305,7 +305,7 @@ class ConnectionManager:
                 case _:
                     pass
 
-    def _on_bind_result(self, link: ClientLink, status: StatusChange) -> None:
+    def _on_bind_result(self, link: SessionLink, status: StatusChange) -> None:
         """A BIND result from the core: publish it and resolve the login waiter."""
         if not self._is_current(link, "a BIND result"):
             link.settle_login(status)
@@ -321,7 +321,7 @@ class ConnectionManager:
 
     # ------------------------------------------------------------------ supervision
 
-    async def _supervise(self, link: ClientLink) -> None:
+    async def _supervise(self, link: SessionLink) -> None:
         """Wait for a link to end, report it, and start reconnecting when it should."""
         assert link.transport is not None
         info = await link.transport.wait_closed()

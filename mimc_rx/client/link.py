@@ -1,6 +1,6 @@
-"""``ClientLink``: one connection attempt's session, transport and fate.
+"""``SessionLink``: one connection attempt's session, transport and fate.
 
-Each login attempt (the first, or a reconnect) gets a fresh ``ClientLink``, so the fate of an
+Each login attempt (the first, or a reconnect) gets a fresh ``SessionLink``, so the fate of an
 old websocket (a late close, a late event) never mixes with a new one. The link records what
 the protocol said about its end (a refused BIND, a KICK, a protocol failure) as it happens, so
 that when the transport reports the close, the lifecycle knows the real reason.
@@ -15,13 +15,13 @@ from mimc_rx.protocol.events import Kicked, ProtocolFailure, StatusChange
 from .seams import Transport, UserSession
 from .values import CloseInfo, DisconnectReason
 
-__all__ = ["ClientLink", "LinkEnd"]
+__all__ = ["LinkEnd", "SessionLink"]
 
 LinkEnd = tuple[DisconnectReason, str]
 """Why a link ended: the reason and a human detail."""
 
 
-class ClientLink:
+class SessionLink:
     """One attempt's session, transport and fate.
 
     Attributes:

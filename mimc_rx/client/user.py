@@ -5,7 +5,7 @@ Theory of operation. The official web SDK reports everything through registered 
 ``p2p_messages``, ...); the facade knows no bytes. It is assembled from a few parts, each in
 its own module:
 
-* ``ConnectionManager`` (``mimc_rx.client.lifecycle``): one ``ClientLink`` at a time, made by
+* ``ConnectionManager`` (``mimc_rx.client.lifecycle``): one ``SessionLink`` at a time, made by
   a ``Connector`` (token, session, transport) and bound; supervision, automatic reconnect with
   backoff, logout.
 * ``EventRouter`` (``mimc_rx.client.router``): republishes the core's events on the streams

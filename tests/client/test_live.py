@@ -61,6 +61,23 @@ async def offline(*users: MIMCUser) -> None:
         await user.logout()
 
 
+BARRIER = "barrier"
+"""The text of the messages ``round_trip`` sends; tests that count messages leave them out."""
+
+
+async def round_trip(user: MIMCUser) -> None:
+    """A barrier for tests of absence: a message from ``user`` to itself, acked and delivered.
+
+    The server writes to one connection in order, so once the message came back on the same
+    connection, whatever the server had queued for ``user`` before it has arrived too. Only
+    then does "nothing else arrived" mean something (a fixed sleep passes on a slow machine).
+    """
+    arrival = first_value(user.p2p_messages, lambda m: m.text == BARRIER, timeout=TIMEOUT)
+    pid = user.send_message(user.app_account, BARRIER)
+    assert (await user.ack(pid, timeout=TIMEOUT)).ok
+    await arrival
+
+
 # ---------------------------------------------------------------- login
 
 
@@ -275,7 +292,8 @@ async def test_reconnect_after_server_drop_loses_and_duplicates_nothing(
     for i in range(5):
         await alice.ack(alice.send_message("bob", f"after {i}"), timeout=TIMEOUT)
     await eventually(lambda: len(got) >= 15)
-    await asyncio.sleep(0.05)  # room for a wrong duplicate to show up
+    await round_trip(bob)  # a wrong duplicate queued for bob would have arrived by now
+    got = [m for m in got if m.text != BARRIER]
     texts = [m.text for m in got]
     expected = [f"{p} {i}" for p in ("before", "during", "after") for i in range(5)]
     assert sorted(texts) == sorted(expected)
@@ -296,7 +314,8 @@ async def test_second_login_of_the_same_resource_kicks_the_first(server: LocalSe
     assert drops[0].reason is DisconnectReason.KICKED
     assert not drops[0].will_reconnect
     assert not first.is_logged_in
-    await asyncio.sleep(FAST.max_delay)  # no reconnect may follow (it would kick back)
+    await asyncio.sleep(FAST.max_delay)  # past the backoff: a reconnect would have started
+    await round_trip(second)  # and its kick of the second login would have arrived
     assert second.is_logged_in
     assert not first.is_connected
     await offline(second)
@@ -363,8 +382,8 @@ async def test_pull_notification_then_pull(small_backlog_server: LocalServer) ->
     await online(bob)
     note = await notice
     assert note.min_sequence <= note.max_sequence
-    await asyncio.sleep(0.05)
-    assert got == []  # the backlog is not pushed: the app fetches it (history API)
+    await round_trip(bob)  # what the server queued for bob before this has arrived
+    assert [text for text in got if text != BARRIER] == []  # the backlog is not pushed
     await offline(alice, bob)
 
 
@@ -405,7 +424,7 @@ async def test_a_cancelled_login_does_not_haunt_the_retry(server: LocalServer) -
     hub = server.hub
     assert hub is not None
     await eventually(lambda: len(hub.connections) == 1)
-    await asyncio.sleep(0.05)  # let a late KICK of the orphan arrive, if there is one
+    await round_trip(user)  # a KICK caused by the orphan would have arrived before this
     assert user.is_logged_in
     assert user.current_status == StatusChange(online=True)
     assert DisconnectReason.KICKED not in [d.reason for d in drops]

@@ -149,3 +149,22 @@ def test_a_failing_constructor_leaves_a_shared_loop_thread_running() -> None:
         assert runner.loop.is_running()
     finally:
         runner.stop()
+
+
+def test_the_members_the_twin_used_to_lack_work_too() -> None:
+    net = FakeNet()
+    user = SyncMIMCUser("alice", app_id=1001, token_fetcher=token_answer, **net.kwargs())
+    try:
+        events: list[object] = []
+        user.events.subscribe(events.append)
+        assert user.reconnects is user.user.reconnects
+        assert user.login().online
+        pid = user.send_message("bob", "hi")
+        acks: list[object] = []
+        user.ack_observable(pid, None).subscribe(acks.append)
+        assert user.counts["sent"] == 1
+        assert user.api_url == user.user.api_url
+        assert user.current_status == StatusChange(online=True)
+        assert StatusChange(online=True) in events
+    finally:
+        user.close()
