@@ -8,8 +8,8 @@ import pytest
 from mimc_rx.protocol import codec, codec_uc
 from mimc_rx.protocol.client import P2P_TEXT_LIMIT, check_payload
 from mimc_rx.protocol.codec import Cmd
-from mimc_rx.protocol.framing import parse_frame
 from mimc_rx.protocol.events import P2PMessage, PullNotification
+from mimc_rx.protocol.framing import parse_frame
 from mimc_rx.protocol.memory import SessionMemory
 from mimc_rx.testing import MemoryHub
 

@@ -47,7 +47,7 @@ def _plaintext(example: dict[str, Any]) -> bytes:
 
 @pytest.mark.parametrize(("name", "index", "example"), EXAMPLES, ids=IDS)
 def test_captured_payload_decodes_to_recorded_fields_and_back(
-    name: str, index: int, example: dict
+    name: str, index: int, example: dict[str, Any]
 ) -> None:
     direction = example["direction"]
     cmd = example["decoded"]["header"]["cmd"]
@@ -59,7 +59,7 @@ def test_captured_payload_decodes_to_recorded_fields_and_back(
         assert codec.encode_packet(packet) == payload  # presence kept exactly
         _check_utf8_extras(packet, recorded)
     elif (direction, cmd) in CONNECTION_MESSAGES:
-        message = codec.decode_message(CONNECTION_MESSAGES[direction, cmd], payload)
+        message: Any = codec.decode_message(CONNECTION_MESSAGES[direction, cmd], payload)
         assert to_record(message) == recorded
         assert codec.encode_message(message) == payload
     else:  # PING {} (an empty XMMsgPing) and UBND (no payload)

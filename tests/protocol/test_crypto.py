@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,7 +30,7 @@ def test_rc4_primitive() -> None:
     ("name", "index", "example"), ENCRYPTED, ids=[f"{n}[{i}]" for n, i, _ in ENCRYPTED]
 )
 def test_every_s2c_secmsg_encrypts_to_the_captured_payload(
-    name: str, index: int, example: dict
+    name: str, index: int, example: dict[str, Any]
 ) -> None:
     enc = example["encryption"]
     frame = parse_frame(bytes.fromhex(example["hex"]))
@@ -115,7 +117,7 @@ def test_captured_bind_signatures(index: int) -> None:
     assert verified is sig["verified"]  # eve signed with a tampered key: False
 
 
-BASE = {
+BASE: dict[str, Any] = {
     "security_key_b64": "RkFLRUtFWS1hbGljZTAwMA==",
     "challenge": "c",
     "chid": 9,
@@ -136,7 +138,7 @@ def test_verify_treats_empty_or_absent_kick_as_zero(kick: str | None) -> None:
     "change",
     [{"kick": "1"}, {"token": "u"}, {"challenge": "d"}, {"header_id": "i"}, {"client_attrs": "x"}],
 )
-def test_verify_fails_when_anything_signed_changes(change: dict) -> None:
+def test_verify_fails_when_anything_signed_changes(change: dict[str, Any]) -> None:
     sig = crypto.bind_signature(**BASE)
     assert not crypto.verify_bind_signature(sig, **{**BASE, **change})
 
@@ -149,15 +151,15 @@ def test_verify_rejects_junk_signatures(sig: str | None) -> None:
 def test_non_ascii_signatures_verify_in_both_encodings() -> None:
     args = {**BASE, "resource": "résumé"}
     params = crypto.bind_signature_params(
-        **{k: v for k, v in args.items() if k != "security_key_b64"}  # type: ignore[arg-type]
+        **{k: v for k, v in args.items() if k != "security_key_b64"}
     )
     base = crypto.signature_base_string("XIAOMI-PASS", params, args["security_key_b64"])
     import base64
     import hashlib
 
     web_style = base64.b64encode(hashlib.sha1(bytes(ord(c) & 0xFF for c in base)).digest())
-    assert crypto.verify_bind_signature(web_style.decode(), **args)  # type: ignore[arg-type]
-    assert crypto.verify_bind_signature(crypto.bind_signature(**args), **args)  # type: ignore[arg-type]
+    assert crypto.verify_bind_signature(web_style.decode(), **args)
+    assert crypto.verify_bind_signature(crypto.bind_signature(**args), **args)
 
 
 @given(st.binary(min_size=1, max_size=64), st.binary(max_size=512))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -28,7 +29,9 @@ IDS = [f"{name}[{i}]" for name, i, _ in EXAMPLES]
 
 
 @pytest.mark.parametrize(("name", "index", "example"), EXAMPLES, ids=IDS)
-def test_captured_frame_parses_to_recorded_fields(name: str, index: int, example: dict) -> None:
+def test_captured_frame_parses_to_recorded_fields(
+    name: str, index: int, example: dict[str, Any]
+) -> None:
     raw = bytes.fromhex(example["hex"])
     decoded = example["decoded"]
     frame = parse_frame(raw)
@@ -62,7 +65,9 @@ def test_captured_frame_parses_to_recorded_fields(name: str, index: int, example
 
 
 @pytest.mark.parametrize(("name", "index", "example"), EXAMPLES, ids=IDS)
-def test_captured_frame_serializes_back_byte_for_byte(name: str, index: int, example: dict) -> None:
+def test_captured_frame_serializes_back_byte_for_byte(
+    name: str, index: int, example: dict[str, Any]
+) -> None:
     raw = bytes.fromhex(example["hex"])
     assert serialize_frame(parse_frame(raw)) == raw
     frame = parse_frame(raw)

@@ -56,7 +56,7 @@ def test_recorded_token_answers_parse(account: str) -> None:
 
 
 def _with(**changes: Any) -> dict[str, Any]:
-    answer = json.loads(json.dumps(token_answer("bob")))
+    answer: dict[str, Any] = json.loads(json.dumps(token_answer("bob")))
     for key, value in changes.items():
         if value is None:
             answer["data"].pop(key, None)

@@ -290,6 +290,7 @@ def test_a_bare_session_pair() -> None:
     status, ack = pair.take_client_events()
     assert status == StatusChange(online=True)
     assert ack == ServerAck(packet_id=packet_id, sequence=1, timestamp=2, err_msg="no")
-    assert not ack.ok  # type: ignore[union-attr]
+    assert isinstance(ack, ServerAck)
+    assert not ack.ok
     assert codec.decode_header(b"") == codec.Header()
     assert DeliveryKind.P2P.value == "p2p"

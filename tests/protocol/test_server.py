@@ -78,7 +78,8 @@ def connect(
             chid=9,
         )
     ]
-    assert server.state is ServerState.BINDING
+    state: ServerState = server.state  # read again: mypy keeps the AWAIT_BIND narrowing
+    assert state is ServerState.BINDING
     return server, ids, clock
 
 
@@ -221,7 +222,7 @@ def _command(server: ServerSession, packet: dict[str, Any]) -> None:
             case "DISMISS":
                 server.uc_dismiss(topic)
             case "MESSAGE_LIST":
-                items = [
+                uc_items = [
                     UCDelivery(
                         packet_id=PacketId(m["packetId"]),
                         sequence=int(m["sequence"]),
@@ -233,7 +234,7 @@ def _command(server: ServerSession, packet: dict[str, Any]) -> None:
                     )
                     for m in inner["message"]
                 ]
-                server.deliver_uc(topic, items, max_sequence=int(inner["maxSequence"]))
+                server.deliver_uc(topic, uc_items, max_sequence=int(inner["maxSequence"]))
             case other:
                 raise AssertionError(other)
 
@@ -243,7 +244,7 @@ def _command(server: ServerSession, packet: dict[str, Any]) -> None:
     ("name", "index", "example"), SECMSG, ids=[f"{n}[{i}]" for n, i, _ in SECMSG]
 )
 def test_every_s2c_secmsg_is_rebuilt_byte_for_byte(
-    name: str, index: int, example: dict, shared: bool
+    name: str, index: int, example: dict[str, Any], shared: bool
 ) -> None:
     bodies = GroupBodies() if shared else None
     server, ids, clock = bind(example["account"], group_bodies=bodies)

@@ -62,7 +62,7 @@ def token_answer(account: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- to JSON shape
 
-_PB_CLASS = {
+_PB_CLASS: dict[type, Any] = {
     codec.Header: control_message_pb2.ClientHeader,
     codec.ConnRequest: control_message_pb2.XMMsgConn,
     codec.ConnResponse: control_message_pb2.XMMsgConnResp,
