@@ -67,6 +67,7 @@ _CLIENT_MESSAGES: dict[tuple[int, str], str] = {
     (logging.WARNING, "Invalid HTTP request received"): INVALID_HTTP,
     (logging.WARNING, "Unsupported upgrade request"): INVALID_HTTP,
     (logging.INFO, "connection rejected"): REFUSED_HANDSHAKE,
+    (logging.INFO, "HTTP response sent"): REFUSED_HANDSHAKE,  # a head websockets cannot parse
     (logging.INFO, "connection failed"): REFUSED_HANDSHAKE,
 }
 
