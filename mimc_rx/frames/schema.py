@@ -56,7 +56,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from mimc_rx.client.values import Disconnected, Reconnecting
+from mimc_rx.client import Disconnected, Reconnecting
 from mimc_rx.protocol.events import (
     BadPacket,
     Kicked,
