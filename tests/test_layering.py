@@ -35,7 +35,10 @@ def is_module(name: str) -> bool:
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Every module ``path`` imports, relative ones resolved (``from pkg import mod``: ``pkg.mod``)."""
+    """Every module ``path`` imports, relative ones resolved.
+
+    ``from pkg import mod`` counts as an import of ``pkg.mod`` when that is a module.
+    """
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     names: set[str] = set()
