@@ -5,9 +5,9 @@ Run: ``python bench/frames_bench.py [--events N] [--rounds R]`` (``--quick`` for
 Builds N events of each of the widest types (P2PMessage: 12 columns; P2TMessage; ServerAck) with
 realistic values (50 senders, a few topics, short UTF-8 payloads, one receive time each), then,
 in alternated rounds, times the **baseline** and ``mimc_rx.frames.events_to_frame`` on the same
-list. The baseline is the least a columnar build costs: one list comprehension per dataclass
-field plus the receive times, then ``pyarrow.table`` (no categoricals, no decoded text, no
-pandas). The event list is made before the clock starts: the figure is the adapter's cost, which
+list. The baseline is the least a columnar build costs: one ``pa.array`` per dataclass field
+(read with ``attrgetter``) plus the receive times, then ``pyarrow.table`` (no categoricals, no
+decoded text, no pandas). The event list is made before the clock starts: the figure is the adapter's cost, which
 is what a notebook user waits for after ``await to_frame(...)``. Each figure is the median of
 the rounds with the range, as wall time, CPU time (this process's ``process_time``, steadier on
 a shared box) and CPU nanoseconds per event; the ratio is ours / baseline per round (lower is
@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import functools
 import gc
+import operator
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Sequence
@@ -82,9 +83,14 @@ def _acks(n: int) -> list[ServerAck]:
 
 
 def _baseline(events: Sequence[Any], received: array[int]) -> Any:
-    """One list per dataclass field and the receive times, as a pyarrow table."""
-    columns = {f.name: [getattr(e, f.name) for e in events] for f in dataclasses.fields(events[0])}
-    columns["received"] = received  # type: ignore[assignment]
+    """One pyarrow array per dataclass field (read with ``attrgetter``, the fastest plain way we
+    found) and the receive times, as a pyarrow table."""
+    n = len(events)
+    columns = {
+        f.name: pa.array(map(operator.attrgetter(f.name), events), size=n)
+        for f in dataclasses.fields(events[0])
+    }
+    columns["received"] = pa.array(received)
     return pa.table(columns)
 
 
