@@ -3,15 +3,14 @@
 Run: ``python bench/frames_bench.py [--events N] [--rounds R]`` (``--quick`` for a smoke run).
 
 Builds N events of each of the widest types (P2PMessage: 12 columns; P2TMessage; ServerAck) with
-realistic values (50 senders, a few topics, short UTF-8 payloads, one receive time each), then,
-in alternated rounds, times the **baseline** and ``mimc_rx.frames.events_to_frame`` on the same
-list. The baseline is the least a columnar build costs: one ``pa.array`` per dataclass field
-(read with ``attrgetter``) plus the receive times, then ``pyarrow.table`` (no categoricals, no
-decoded text, no pandas). The event list is made before the clock starts: the figure is the adapter's cost, which
-is what a notebook user waits for after ``await to_frame(...)``. Each figure is the median of
-the rounds with the range, as wall time, CPU time (this process's ``process_time``, steadier on
-a shared box) and CPU nanoseconds per event; the ratio is ours / baseline per round (lower is
-better).
+realistic values (50 senders, a few topics, short UTF-8 payloads, one receive time each), then, in
+alternated rounds, times the **baseline** and ``mimc_rx.frames.events_to_frame`` on the same list.
+The baseline is the least a columnar build costs: one ``pa.array`` per dataclass field (read with
+``attrgetter``) plus the receive times, then ``pyarrow.table`` (no categoricals, no decoded text, no
+pandas). The event list is made before the clock starts: the figure is the adapter's cost, which is
+what a notebook user waits for after ``await to_frame(...)``. Each figure is the median of the
+rounds with the range, as wall time, CPU time (this process's ``process_time``, steadier on a shared
+box) and CPU nanoseconds per event; the ratio is ours / baseline per round (lower is better).
 """
 
 from __future__ import annotations
