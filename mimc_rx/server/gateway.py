@@ -249,7 +249,7 @@ class Gateway:
                 if kind == "websocket.receive":
                     data = message.get("bytes")
                     if data is None:
-                        log.warning("%s: text frame; closing (the protocol is binary)", conn)
+                        log.info("%s: text frame; closing (the protocol is binary)", conn)
                         conn.close(1003, "binary frames only")
                         break
                     conn.receive(data)

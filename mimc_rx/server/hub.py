@@ -364,7 +364,7 @@ class Hub:
             case UnbindRequested():
                 log.debug("%s logged out (UBND)", conn)
             case ProtocolFailure(reason=reason, detail=detail):
-                log.warning("%s: protocol failure %s (%s); closing", conn, reason, detail)
+                log.info("%s: protocol failure %s (%s); closing", conn, reason, detail)
             case BadPacket(reason=reason, packet_id=packet_id, detail=detail):
                 log.info("%s: bad packet %s (%s)", conn, reason, detail)
                 if packet_id is not None and conn.user is not None:
