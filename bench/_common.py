@@ -282,19 +282,19 @@ def answer_cpu_queries() -> None:
 
 class MimcServer(Child):
     """The MIMC ``LocalServer`` (what ``python -m mimc_rx serve`` runs) in a child process with
-    its own SQLite file; ``python bench/_common.py --serve-mimc DB WS`` is the child."""
+    its own SQLite file; ``python bench/_common.py --serve-mimc DB`` is the child."""
 
-    def __init__(self, db: str, ws_impl: str = "websockets-sansio") -> None:
-        argv = [sys.executable, str(Path(__file__).resolve()), "--serve-mimc", db, ws_impl]
+    def __init__(self, db: str) -> None:
+        argv = [sys.executable, str(Path(__file__).resolve()), "--serve-mimc", db]
         super().__init__(argv, "ready")
         _, self.ws_url, self.http_url = self.ready_line.split()
 
 
-async def _serve_mimc(db: str, ws_impl: str) -> None:
+async def _serve_mimc(db: str) -> None:
     from mimc_rx.server import LocalServer, ServerConfig
 
     logging.basicConfig(level=logging.WARNING)
-    server = LocalServer(db=db, host="127.0.0.1", port=0, config=ServerConfig(), ws=ws_impl)
+    server = LocalServer(db=db, host="127.0.0.1", port=0, config=ServerConfig())
     await server.start()
     answer_cpu_queries()
     print(f"ready {server.ws_url} {server.http_url}", flush=True)
@@ -309,8 +309,8 @@ class EchoServer(Child):
         self.url = self.ready_line.split()[-1]
 
 
-def start_mimc_server(db: str, ws_impl: str = "websockets-sansio") -> MimcServer:
-    return MimcServer(db, ws_impl)
+def start_mimc_server(db: str) -> MimcServer:
+    return MimcServer(db)
 
 
 def start_echo_server() -> EchoServer:
@@ -339,4 +339,4 @@ def machine_line(args: argparse.Namespace | None = None) -> str:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve-mimc"]:
-    asyncio.run(_serve_mimc(sys.argv[2], sys.argv[3]))
+    asyncio.run(_serve_mimc(sys.argv[2]))

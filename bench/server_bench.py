@@ -219,7 +219,7 @@ async def _main(args: argparse.Namespace) -> None:
     payload = b"x" * args.size
     with (
         tempfile.TemporaryDirectory() as tmp,
-        start_mimc_server(os.path.join(tmp, "bench.db"), args.ws) as server,
+        start_mimc_server(os.path.join(tmp, "bench.db")) as server,
         start_echo_server() as echo,
     ):
         async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
@@ -332,7 +332,6 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=200, help="payload bytes")
     parser.add_argument("--members", type=int, default=100, help="group size for P2T (0 skips)")
     parser.add_argument("--group-messages", type=int, default=500, help="P2T messages sent")
-    parser.add_argument("--ws", default="websockets-sansio", help="uvicorn websocket impl")
     add_common_options(parser)
     args = parser.parse_args()
     if args.quick:
