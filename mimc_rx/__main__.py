@@ -5,6 +5,8 @@ Commands:
 * ``serve``: run the local MIMC server until Ctrl-C or SIGTERM. It prints one line with the
   websocket and HTTP URLs on stdout once it accepts connections; logs go to stderr.
 * ``demo``: the guided demo (implemented in :mod:`mimc_rx.demo`, imported only when asked for).
+* ``load``: an open-loop load against a MIMC server (:mod:`mimc_rx.lab.cli`, imported only
+  when asked for).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("demo", help="run the guided demo", add_help=False)
+    commands.add_parser("load", help="run an open-loop load (see load --help)", add_help=False)
     return parser
 
 
@@ -136,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Delegated whole, options included, to mimc_rx.demo:main(argv).
         demo = importlib.import_module("mimc_rx.demo")
         return int(demo.main(args_list[1:]) or 0)
+    if args_list and args_list[0] == "load":
+        # Delegated whole to mimc_rx.lab.cli:main(argv), like demo.
+        lab_cli = importlib.import_module("mimc_rx.lab.cli")
+        return int(lab_cli.main(args_list[1:]) or 0)
     args = _build_parser().parse_args(args_list)
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO"),
