@@ -16,8 +16,11 @@ import asyncio
 import importlib
 import logging
 import signal
+import sqlite3
 import sys
+import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,7 +30,29 @@ __all__ = ["main"]
 
 log = logging.getLogger("mimc_rx.cli")
 
+PROG = "mimc-rx"
+DESCRIPTION = (
+    "mimc-rx: a local server that speaks Xiaomi's MIMC instant-messaging protocol, and a demo "
+    "of the reactive client against it. Also runs as: python -m mimc_rx COMMAND."
+)
+
 DEFAULT_DB = "mimc-rx.db"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, but never breaking a line at a hyphen ("mimc-rx", "built-in")."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(
+            " ".join(text.split()),
+            width,
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+        )
 
 
 def _app_option(spec: str) -> AppConfig:
@@ -43,12 +68,16 @@ def _build_parser() -> argparse.ArgumentParser:
     from mimc_rx.server.config import ServerConfig
 
     defaults = ServerConfig()
-    parser = argparse.ArgumentParser(prog="python -m mimc_rx", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, formatter_class=_HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser(
         "serve",
         help="run the local MIMC server",
+        formatter_class=_HelpFormatter,
         description="Run the wire-compatible local MIMC server (websocket at /, HTTP under /api).",
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
@@ -132,9 +161,48 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from mimc_rx import __version__
+
+    return __version__
+
+
+def _db_problem(db: str) -> str | None:
+    """Why ``--db`` cannot be opened, in one line, or None when it looks usable.
+
+    Checked before the server starts, so a typo in the path is one line on stderr rather
+    than a sqlite traceback from deep inside the storage layer.
+    """
+    if db == ":memory:" or db.startswith("file:"):
+        return None
+    path = Path(db)
+    if path.is_dir():
+        return f"--db {db}: is a directory, not a database file"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"--db {db}: the directory {parent} does not exist"
+    return None
+
+
+def _missing_server_extra(command: str) -> int | None:
+    """Exit status 1 with a one-line hint when the ``server`` extra is absent, else None."""
+    from mimc_rx._extras import MissingExtra, require_extra
+
+    try:
+        require_extra("server", f"{PROG} {command}")
+    except MissingExtra as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in ("serve", "demo") and "--help" not in args_list:
+        status = _missing_server_extra(args_list[0])
+        if status is not None:
+            return status
     if args_list and args_list[0] == "demo":
         # Delegated whole, options included, to mimc_rx.demo:main(argv).
         demo = importlib.import_module("mimc_rx.demo")
@@ -150,8 +218,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if args.command == "serve":
+        problem = _db_problem(args.db)
+        if problem is not None:
+            print(f"{PROG}: error: {problem}", file=sys.stderr)
+            return 1
         try:
             return asyncio.run(_serve(args))
+        except sqlite3.Error as exc:
+            print(f"{PROG}: error: --db {args.db}: {exc}", file=sys.stderr)
+            return 1
         except OSError as exc:
             log.error("cannot start the server: %s", exc)
             return 1

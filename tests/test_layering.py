@@ -75,12 +75,16 @@ DRIVER_MODULES = tuple(
     for m in ("values", "seams", "transport", "reconnect", "http", "link", "attempt")
 )
 FACADE_MODULES = tuple(
-    f"mimc_rx.client.{m}" for m in ("streams", "acks", "router", "lifecycle", "user", "sync")
+    f"mimc_rx.client.{m}"
+    for m in ("streams", "acks", "router", "lifecycle", "user", "sync", "aiter")
 )
 
 # First match wins: list the narrower prefixes first.
 LAYERS = (
     Layer("errors", ("mimc_rx.errors",), no_io=True),
+    # Which optional extra to install when a part is missing: asked by the server's command
+    # line, the adapters and the widgets.
+    Layer("extras", ("mimc_rx._extras",), reach=("mimc_rx.errors",), no_io=True),
     Layer(
         "protocol core",
         ("mimc_rx.protocol",),
@@ -102,11 +106,18 @@ LAYERS = (
     ),
     Layer(
         "adapters",
-        ("mimc_rx.frames", "mimc_rx.widgets"),
+        ("mimc_rx.frames", "mimc_rx.widgets", "mimc_rx.jupyter"),
         frozenset({"pandas", "pyarrow", "numpy", "matplotlib", "IPython", "ipywidgets"})
         | {"reactivex"},
         # The facade's public names only: the client package, never its modules.
-        ("mimc_rx.errors", "mimc_rx.protocol.events", "mimc_rx.frames", "mimc_rx.widgets"),
+        (
+            "mimc_rx.errors",
+            "mimc_rx._extras",
+            "mimc_rx.protocol.events",
+            "mimc_rx.frames",
+            "mimc_rx.widgets",
+            "mimc_rx.jupyter",
+        ),
     ),
     Layer(
         "server",
