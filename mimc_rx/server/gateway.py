@@ -22,7 +22,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Final, Protocol
 
 from mimc_rx.protocol.events import Peer
 from mimc_rx.protocol.server import ServerSession
@@ -30,7 +30,16 @@ from mimc_rx.server.config import AppConfig
 from mimc_rx.server.hub import Hub
 from mimc_rx.server.storage import User
 
-__all__ = ["Gateway", "GatewayConnection", "Message", "Receive", "Scope", "Send"]
+__all__ = [
+    "DIRECT_FRAMES",
+    "DirectFrames",
+    "Gateway",
+    "GatewayConnection",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,27 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _counter = itertools.count(1)
+
+DIRECT_FRAMES: Final = "mimc_rx.direct_frames"
+"""The ASGI scope extension our websocket protocol (server/listener.py) offers: a
+:class:`DirectFrames`. Under another ASGI server the gateway uses plain ASGI messages."""
+
+
+class DirectFrames(Protocol):
+    """A shortcut past the ASGI queue: binary messages to a callback, many frames per write.
+
+    Through ASGI every received message costs a queue entry, a pause and a resume of reading
+    and a wake-up of the gateway's task, and every frame sent its own ``send`` call and
+    syscall; the stored P2P path sends two frames per message.
+    """
+
+    def subscribe(self, on_binary: Callable[[bytes], None]) -> None:
+        """Hand every later binary message to ``on_binary``, from the protocol's callback."""
+
+    def write(self, frames: list[bytes]) -> bool:
+        """Write ``frames`` (one binary message each) now; False when they must be queued
+        (flow control paused the socket, or it is closing)."""
+        ...
 
 
 class GatewayConnection:
@@ -52,8 +82,11 @@ class GatewayConnection:
         opened_at: loop time the websocket was accepted, for the login timeout.
     """
 
-    def __init__(self, hub: Hub, send: Send, client: str) -> None:
+    def __init__(
+        self, hub: Hub, send: Send, client: str, direct: DirectFrames | None = None
+    ) -> None:
         self.hub = hub
+        self._direct = direct
         self.number = next(_counter)
         self.client = client
         self.session = ServerSession(
@@ -135,6 +168,17 @@ class GatewayConnection:
             return
         frames = self.session.data_to_send()
         if frames:
+            direct = self._direct
+            if (
+                direct is not None
+                and not self._out
+                and self._sending_since is None
+                and direct.write(frames)
+            ):
+                # Written in one syscall; nothing queued, so no writer wake-up either.
+                if self.session.close_requested:
+                    self.close(1000, "")
+                return
             self._out.extend(frames)
             self._out_bytes += sum(map(len, frames))
             config = self.hub.config
@@ -239,7 +283,14 @@ class Gateway:
             return
         await send({"type": "websocket.accept"})
         client = scope.get("client")
-        conn = GatewayConnection(self.hub, send, f"{client[0]}:{client[1]}" if client else "?")
+        direct = scope.get("extensions", {}).get(DIRECT_FRAMES)
+        conn = GatewayConnection(
+            self.hub, send, f"{client[0]}:{client[1]}" if client else "?", direct
+        )
+        if direct is not None:
+            # From now on binary messages skip the loop below; it still sees text frames
+            # and the disconnect. Nothing was received yet: the client waits for the accept.
+            direct.subscribe(conn.receive)
         self.hub.attach(conn)
         log.debug("%s: connected", conn)
         try:

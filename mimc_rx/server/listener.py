@@ -41,8 +41,11 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request
 
 from mimc_rx.server.config import ServerConfig
+from mimc_rx.server.gateway import DIRECT_FRAMES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -252,7 +255,13 @@ class _GuardedH11Protocol(H11Protocol):
 
 
 class _GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O websocket protocol that sends its refusals and never writes late."""
+    """uvicorn's sans-I/O websocket protocol that sends its refusals and never writes late.
+
+    It also offers the gateway a shortcut past the ASGI queue (:class:`_DirectFrames`, in the
+    scope's extensions under :data:`~mimc_rx.server.gateway.DIRECT_FRAMES`): each binary
+    message goes straight to the gateway's callback from ``data_received``, and the frames of
+    one tick go out in one ``transport.write``.
+    """
 
     guard: ClassVar[ConnectionGuard]
 
@@ -261,6 +270,54 @@ class _GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         quiet = self.guard.quiet(self.logger)
         self.logger = quiet  # type: ignore[assignment]
         self.conn.logger = quiet  # type: ignore[assignment]  # websockets logs refusals here
+        self.on_binary: Callable[[bytes], None] | None = None
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if self.response.status_code == 101:
+            extensions: dict[str, Any] = self.scope["extensions"]
+            extensions[DIRECT_FRAMES] = _DirectFrames(self)
+
+    def send_receive_event_to_app(self) -> None:
+        handler = self.on_binary
+        if (
+            handler is None
+            or self.curr_msg_data_type != "bytes"
+            or self.close_sent
+            or not self.queue.empty()  # never overtake a message the app has not read
+        ):
+            super().send_receive_event_to_app()
+            return
+        frames = self.frames
+        self.frames = []
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        try:
+            handler(data if data.__class__ is bytes else bytes(data))
+        except Exception:  # a bug of ours: this connection goes, the server stays
+            log.exception("websocket message handler failed; closing")
+            self.on_binary = None
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": 1011})
+
+    def write_frames(self, frames: list[bytes]) -> bool:
+        """Send ``frames`` (one binary message each) in one write; False when the socket cannot
+        take them now (not open, closing, or paused by flow control): queue them instead."""
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.initial_response is not None
+            or not self.writable.is_set()
+            or self.transport.is_closing()
+        ):
+            return False
+        conn = self.conn
+        try:
+            for frame in frames:
+                conn.send_binary(frame)
+        except InvalidState:  # raised by the first frame already: nothing was queued
+            return False
+        self.transport.write(b"".join(conn.data_to_send()))
+        return True
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -279,3 +336,27 @@ class _GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if message["type"] == "websocket.send" and self.transport.is_closing():
             raise ClientDisconnected
         await super().send(message)
+
+
+class _DirectFrames:
+    """What the gateway gets in ``scope["extensions"][DIRECT_FRAMES]``: binary messages to a
+    callback instead of the ASGI queue, and a write of many frames at once.
+
+    Why: through ASGI every message costs a queue entry, a ``pause_reading`` and a
+    ``resume_reading`` (two ``epoll_ctl`` calls) and a wake-up of the app's task, and every frame
+    sent its own ``send`` syscall; the stored P2P path sends an ack and a delivery per message.
+    The server processes a message synchronously, so there is nothing to pause reading for.
+    """
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: _GuardedWebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    def subscribe(self, on_binary: Callable[[bytes], None]) -> None:
+        """Hand every later binary message to ``on_binary`` (text and disconnect stay ASGI)."""
+        self._protocol.on_binary = on_binary
+
+    def write(self, frames: list[bytes]) -> bool:
+        """Write ``frames`` now, in one syscall; False when the caller must queue them."""
+        return self._protocol.write_frames(frames)
