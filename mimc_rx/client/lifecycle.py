@@ -126,6 +126,8 @@ class ConnectionManager:
             NotLoggedIn: no usable link (``action`` says what was refused).
         """
         link = self.link
+        if self.loop is not None and self.loop.is_closed():
+            raise RuntimeError(self._loop_gone())
         if link is None or not link.usable:
             raise NotLoggedIn(action)
         assert self.loop is not None
@@ -143,8 +145,17 @@ class ConnectionManager:
             self.loop = loop
             self._lock = asyncio.Lock()
         elif self.loop is not loop:
+            if self.loop.is_closed():
+                raise RuntimeError(self._loop_gone())
             raise RuntimeError("a MIMCUser is bound to the event loop of its first login()")
         return loop
+
+    def _loop_gone(self) -> str:
+        return (
+            f"MIMCUser {self._name!r} was bound to the event loop of its first login(), and "
+            "that loop is gone (closed, as at the end of asyncio.run()): make a new MIMCUser "
+            "inside each asyncio.run(), or run the whole program in one asyncio.run()"
+        )
 
     def scheduler(self) -> abc.SchedulerBase:
         """The injected scheduler, or an ``AsyncIOScheduler`` on the user's loop."""
@@ -282,8 +293,11 @@ class ConnectionManager:
         except TimeoutError:
             link.ending(DisconnectReason.LOGIN_FAILED, "login timed out")
             await transport.close(self.connector.transport_options.close_timeout)
+            url = self.connector.url
             return self.publish_status(
-                offline_status("login timeout", "no BIND result", f"no answer within {timeout:g} s")
+                offline_status(
+                    "login timeout", "no BIND result", f"no answer from {url} within {timeout:g} s"
+                )
             )
 
     # ------------------------------------------------------------------ events of a link

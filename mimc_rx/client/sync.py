@@ -39,6 +39,22 @@ __all__ = ["TWINNED", "LoopThread", "SyncMIMCUser"]
 
 _T = TypeVar("_T")
 
+_IN_A_LOOP = (
+    "SyncMIMCUser blocks its thread, and this thread runs an asyncio event loop (Jupyter's, "
+    "or your program's): anything on that loop, a LocalServer started there included, would "
+    "stall until the call times out. Use MIMCUser with await instead: "
+    "user = MIMCUser(...); await user.login()"
+)
+
+
+def _loop_running_here() -> bool:
+    """True when the calling thread is running an asyncio event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
 
 class LoopThread:
     """An asyncio event loop running forever in a daemon thread, until ``stop()``."""
@@ -62,6 +78,9 @@ class LoopThread:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("LoopThread.run() called from its own loop thread would deadlock")
+        if _loop_running_here():
+            coro.close()
+            raise RuntimeError(_IN_A_LOOP)
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -139,6 +158,7 @@ TWINNED: Final = (
     # acks
     "ack_observable",
     "ack",
+    "next_message",
     # REST
     "create_group",
     "dismiss_group",
@@ -166,6 +186,8 @@ class SyncMIMCUser:
     def __init__(
         self, app_account: str, *, loop_thread: LoopThread | None = None, **kwargs: Any
     ) -> None:
+        if _loop_running_here():
+            raise RuntimeError(_IN_A_LOOP)
         self._owns_thread = loop_thread is None
         self.runner = loop_thread or LoopThread()
         try:

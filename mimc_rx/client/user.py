@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import functools
 import html
+import logging
 import random
 import secrets
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -62,10 +64,29 @@ from .lifecycle import ConnectionManager
 from .reconnect import Backoff
 from .router import EventRouter
 from .seams import SessionFactory, TokenFetcher, TransportFactory
-from .streams import UserStreams
+from .streams import UserStreams, first_value
 from .values import OFFLINE, Disconnected, Reconnecting, TransportOptions
 
 __all__ = ["MIMCUser"]
+
+log = logging.getLogger(__name__)
+
+_told_about_default_url = False
+"""True once a user without ``url=`` has logged which URL it connects to (said once a process)."""
+
+
+def _default_url(app_account: str) -> str:
+    """The production URL, said once: forgetting ``url=`` must not go unnoticed."""
+    global _told_about_default_url
+    if not _told_about_default_url:
+        _told_about_default_url = True
+        log.warning(
+            "MIMCUser(%r) has no url=: it connects to the production MIMC cloud at %s "
+            "(pass url=server.ws_url for a local server)",
+            app_account,
+            PRODUCTION_WS_URL,
+        )
+    return PRODUCTION_WS_URL
 
 
 class MIMCUser:
@@ -77,7 +98,8 @@ class MIMCUser:
         token_fetcher: a sync or async callable returning the token service's answer (a dict,
             or the JSON as str or bytes; docs/protocol.md 8.1). Called on every login attempt; a
             sync one runs in a worker thread so it may block. ``mimc_rx.http`` has ready ones.
-        url: the websocket URL; production by default.
+        url: the websocket URL; the production cloud when omitted (logged once, so a
+            forgotten ``url=`` is noticed).
         resource: names this client instance of the account (docs/protocol.md 6.14). A second
             login with the same resource kicks this one. Default: random per ``MIMCUser``.
         reconnect: a ``Backoff`` policy, True for the default one, or False for none.
@@ -105,7 +127,7 @@ class MIMCUser:
         *,
         app_id: int | str,
         token_fetcher: TokenFetcher,
-        url: str = PRODUCTION_WS_URL,
+        url: str | None = None,
         resource: str | None = None,
         reconnect: Backoff | bool = True,
         scheduler: abc.SchedulerBase | None = None,
@@ -124,6 +146,8 @@ class MIMCUser:
             raise ValueError("app_account must not be empty")
         self._app_account = app_account
         self._app_id = int(app_id)
+        if url is None:
+            url = _default_url(app_account)
         self._resource = resource or f"mimcrx_{secrets.token_hex(5)}"
         if isinstance(reconnect, bool):
             reconnect = Backoff() if reconnect else Backoff.disabled()
@@ -131,6 +155,10 @@ class MIMCUser:
         self._http_client = http_client
         self._auto_pull = auto_pull
         self._memory = SessionMemory(dedup_window)
+        # Packet ids of our P2P and group sends (bounded like the ack cache), so that
+        # ``ack()`` of an id we never sent fails at once instead of after its timeout.
+        self._sent_ids: OrderedDict[str, None] = OrderedDict()
+        self._sent_ids_size = ack_cache_size
         make_session = session_factory or default_session_factory
         connector = Connector(
             token_fetcher=token_fetcher,
@@ -368,6 +396,7 @@ class MIMCUser:
         session, transport, now = self._lifecycle.bound("send a message")
         pid = session.send_p2p(to_account, payload, is_store=is_store, biz_type=biz_type, now=now)
         self._router.counts["sent"] += 1
+        self._remember_sent(pid)
         transport.wake()
         return pid
 
@@ -384,6 +413,7 @@ class MIMCUser:
         topic = int(topic_id)
         pid = session.send_p2t(topic, payload, is_store=is_store, biz_type=biz_type, now=now)
         self._router.counts["sent"] += 1
+        self._remember_sent(pid)
         transport.wake()
         return pid
 
@@ -423,6 +453,12 @@ class MIMCUser:
         transport.wake()
         return pid
 
+    def _remember_sent(self, packet_id: str) -> None:
+        sent = self._sent_ids
+        sent[packet_id] = None
+        if len(sent) > self._sent_ids_size:
+            sent.popitem(last=False)
+
     # ------------------------------------------------------------------ acks
 
     def ack_observable(
@@ -447,9 +483,57 @@ class MIMCUser:
 
         Raises:
             SendTimeout: no ack within ``timeout`` seconds.
+            LookupError: at once, when this user never sent ``packet_id`` (a typo, another
+                user's id, or one older than the last ``ack_cache_size`` sends).
         """
         self._lifecycle.ensure_loop()
+        if packet_id not in self._sent_ids:
+            raise LookupError(
+                f"{self._app_account} never sent a message with packet id {packet_id!r}: "
+                "no ack will come (pass the id send_message() or send_group_message() returned)"
+            )
         return await self._acks.wait(packet_id, timeout)
+
+    async def next_message(
+        self,
+        *,
+        from_account: str | None = None,
+        topic_id: int | str | None = None,
+        timeout: float | None = 10.0,  # noqa: ASYNC109
+    ) -> P2PMessage | P2TMessage:
+        """The next message delivered to this user, awaited: ``await bob.next_message()``.
+
+        Without ``topic_id``, the next one-to-one message (from ``from_account`` when given);
+        with it, the next message of that group. Only messages arriving after the call count.
+
+        Raises:
+            TimeoutError: nothing matching arrived within ``timeout`` seconds.
+        """
+        self._lifecycle.ensure_loop()
+
+        def sender_matches(message: P2PMessage | P2TMessage) -> bool:
+            return from_account is None or message.from_account == from_account
+
+        if topic_id is None:
+            waiting: Awaitable[P2PMessage | P2TMessage] = first_value(
+                self.p2p_messages, sender_matches, timeout
+            )
+        else:
+            topic = int(topic_id)
+
+            def in_topic(message: P2TMessage) -> bool:
+                return message.topic_id == topic and sender_matches(message)
+
+            group_wait = first_value(self.group_messages, in_topic, timeout)
+            waiting = group_wait
+        what = "message" if from_account is None else f"message from {from_account}"
+        where = "" if topic_id is None else f" in group {topic_id}"
+        try:
+            return await waiting
+        except TimeoutError:
+            raise TimeoutError(
+                f"no {what}{where} for {self._app_account} within {timeout:g} s"
+            ) from None
 
     # ------------------------------------------------------------------ REST (groups)
 

@@ -38,6 +38,10 @@ class TokenInfo:
     fe_domain_name: str = ""
 
 
+_REQUIRED = ("appId", "appAccount", "miUserId", "miUserSecurityKey", "token")
+"""The fields of ``data`` a login cannot do without (docs/protocol.md 8.1)."""
+
+
 def _malformed(what: str) -> TokenError:
     return TokenError("get token failed", "token info malformed", what)
 
@@ -84,6 +88,11 @@ def parse_token_answer(
     data = answer.get("data")
     if not isinstance(data, Mapping):
         raise _malformed("data is not an object")
+    # A missing field is named as such: checked before the comparisons below, which would
+    # otherwise report a token answer without appAccount as "account not same".
+    for name in _REQUIRED:
+        if data.get(name) in (None, ""):
+            raise _malformed(f"the answer's data has no {name} field")
     account = data.get("appAccount")
     if account != app_account:
         raise TokenError("", "account not same", f"token for {account!r}, user is {app_account!r}")

@@ -8,14 +8,13 @@ in ``test_jupyter_kernel.py``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from reactivex.subject import Subject
 
 from mimc_rx import jupyter
-from mimc_rx.protocol.events import P2PMessage
+from mimc_rx.protocol.events import P2PMessage, PacketId
 
 
 class FakeKernel:
@@ -63,7 +62,7 @@ class AsyncServer:
 
 
 @pytest.fixture
-def shell(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeShell]:
+def shell(monkeypatch: pytest.MonkeyPatch) -> FakeShell:
     fake = FakeShell()
     monkeypatch.setattr(jupyter, "_ipython", lambda: fake)
     monkeypatch.setattr(jupyter, "_KEPT", {})
@@ -182,7 +181,7 @@ async def test_display_stream_renders_bounded_lines_in_place(
     output = subject.pipe(jupyter.to_output(max_items=2, title="inbox"))
     assert "nothing yet" in shown[-1]
     message = P2PMessage(
-        packet_id="p", sequence=1, timestamp=0, from_account="alice", to_account="bob",
+        packet_id=PacketId("p"), sequence=1, timestamp=0, from_account="alice", to_account="bob",
         from_resource="r", to_resource="", payload=b"hi",
     )  # fmt: skip
     for _ in range(3):

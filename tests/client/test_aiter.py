@@ -9,7 +9,7 @@ import pytest
 from reactivex.subject import Subject
 
 import mimc_rx
-from mimc_rx.client.aiter import BufferOverflow
+from mimc_rx.client.aiter import BufferOverflow, OverflowPolicy
 
 from .conftest import TIMEOUT
 
@@ -38,7 +38,7 @@ async def test_the_consumer_waits_for_the_next_value() -> None:
     [("drop_oldest", [3, 4], 3), ("drop_newest", [0, 1], 3)],
 )
 async def test_a_slow_consumer_loses_values_by_the_policy(
-    policy: mimc_rx.client.aiter.OverflowPolicy, kept: list[int], dropped: int
+    policy: OverflowPolicy, kept: list[int], dropped: int
 ) -> None:
     subject: Subject[int] = Subject()
     values = mimc_rx.aiter(subject, maxsize=2, overflow=policy)
@@ -73,7 +73,12 @@ async def test_a_stream_error_is_raised_by_the_loop() -> None:
 async def test_values_from_another_thread_reach_the_loop() -> None:
     subject: Subject[int] = Subject()
     async with mimc_rx.aiter(subject) as values:
-        thread = threading.Thread(target=lambda: [subject.on_next(i) for i in range(3)])
+
+        def emit() -> None:
+            for i in range(3):
+                subject.on_next(i)
+
+        thread = threading.Thread(target=emit)
         thread.start()
         got = [await asyncio.wait_for(values.__anext__(), TIMEOUT) for _ in range(3)]
         thread.join()
