@@ -8,8 +8,9 @@ Theory of operation. The session behaves on the wire like the official web SDK 1
   timer. The BIND reply becomes a ``StatusChange``; success also starts the UC PING timer.
 * c2s SECMSG payloads go out **unencrypted** with no ``cipher`` flag, as the web SDK sends
   them (5, 10.3); s2c SECMSG payloads are always RC4-decrypted with the key of that frame.
-* A COMPOUND for another uuid/resource is dropped without ack (6.8, 10.5). Otherwise
-  SEQUENCE_ACK(maxSequence) goes out *before* the messages are emitted, and a message whose
+* A COMPOUND for another uuid/resource is dropped without ack (6.8, 10.5). Otherwise its
+  messages are emitted, then SEQUENCE_ACK(maxSequence) is queued (the driver publishes events
+  before it writes, so nothing is acked that the application was not given), and a message whose
   sequence was already seen is acked but not emitted; the seen-set is shared by P2P and P2T
   and bounded (``dedup_window``) where the SDK's grows forever (10.6). It lives in the
   ``SessionMemory`` the driver passes in, so it outlives the connection: a redelivery on the
@@ -20,7 +21,8 @@ Theory of operation. The session behaves on the wire like the official web SDK 1
 * Auto-pull (``auto_pull=True``, 6.10/6.11): a pull notification is answered with PULL at once,
   and each pulled COMPOUND that stops short of the notified maxSequence with another PULL, until
   the range is covered or an answer brings nothing of it. The range is then not acked on notice
-  (the PULL would find nothing pending).
+  (the PULL would find nothing pending), and a repeated notice is answered with PULL, not with
+  the SDK's blind ack of the old maxSequence: auto-pull acks only what it emitted.
 * Unlimited groups (6.12): JOIN/QUIT/MESSAGE go out as UC packets; MESSAGE_LIST is acked per
   topic before its messages are emitted; UC PING lists the joined topics every
   ``uc_ping_interval``. Unlike the SDK (10.10) the joined list has no duplicates and forgets
@@ -565,10 +567,13 @@ class ClientSession:
         if plist.status == codec.PushStatus.EXCEED_COUNT_LIMIT:
             self._on_pull_notification(plist)  # 6.8 step 3
             return
-        if plist.max_sequence is not None:
-            self._send_sequence_ack(plist.max_sequence)  # 6.8 step 4: ack first
         for item in plist.packets:
             self._on_delivered(item)
+        # 6.8 step 4: the SDK queues the ack first; here it is queued once every packet became
+        # an event, so an internal failure half-way acks nothing. On the wire the order is the
+        # same: the driver publishes the events before it writes the ack (docs/sansio.md).
+        if plist.max_sequence is not None:
+            self._send_sequence_ack(plist.max_sequence)
         if self._pull_target is not None:
             self._continue_pull(plist)
 
@@ -591,8 +596,12 @@ class ClientSession:
     def _on_pull_notification(self, plist: codec.MIMCPacketList) -> None:
         low, high = plist.min_sequence or 0, plist.max_sequence or 0
         if low == self._last_min:
-            # 6.10, 10.16: a repeat acks the remembered maxSequence and stays silent.
-            if self._last_max is not None:
+            if self._auto_pull:
+                # Auto-pull never acks what it has not emitted: a repeat means "still there".
+                self._pull_target = high
+                self._send_pull()
+            elif self._last_max is not None:
+                # 6.10, 10.16: a repeat acks the remembered maxSequence and stays silent.
                 self._send_sequence_ack(self._last_max)
             return
         self._events.append(PullNotification(min_sequence=low, max_sequence=high))

@@ -24,6 +24,24 @@ Routing rules (docs/protocol.md 6.6, 6.7, 6.12):
 * UC: every bound session of every member except the sending session; per-topic sequences.
 * ``isStore=false`` messages go to online sessions only; stored ones also wait in the inbox of
   each recipient (see :mod:`mimc_rx.server.storage.store` for cursors and redelivery).
+
+Delivery feeds (docs/server.md, "Delivery guarantees")
+------------------------------------------------------
+A SEQUENCE_ACK is cumulative (docs/protocol.md 6.9), so the hub must never let one cover a stored
+message that was not sent on that connection. Each bound connection has a ``_Feed``:
+``sent_through`` (every stored message of the user up to it was sent here, or was below the
+cursor at BIND) and ``pending`` (stored messages above it wait to be pulled). A SEQUENCE_ACK moves
+the cursor at most to ``sent_through``. While a backlog is pending, live *stored* messages are not
+pushed to that connection: they wait in the store, behind the backlog, and come with the pulls,
+oldest first; unstored ones are pushed (they are in no backlog). A pull answer starts above
+``sent_through``; one that fills ``pull_limit`` is followed by a new pull notification (6.10), so
+auto-pull goes on until the backlog is drained. The one ack that may pass ``sent_through`` is the
+ack of a notified range's ``maxSequence``: that is how the official SDK says "I drop this range"
+(6.10), and the range then counts as sent.
+
+Senders are deduplicated by (sender uuid, packet id): a stored message sent again under its packet
+id (the client's outbox after a reconnect) is acked with its first sequence and timestamp and is
+not delivered twice; the store keeps that record for ``ServerConfig.dedup_retention``.
 """
 
 from __future__ import annotations
@@ -31,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from mimc_rx.protocol.events import (
@@ -162,6 +181,16 @@ UC_NOT_FOUND = 404
 _FLUSH_EARLY = 1024
 
 
+@dataclass(slots=True)
+class _Feed:
+    """What one bound connection was sent of its user's stored messages (module docstring)."""
+
+    sent_through: int
+    pending: bool = False
+    notified: set[int] = field(default_factory=set)
+    """The maxSequence of each pull notification sent here and not yet passed."""
+
+
 class Hub:
     """Routing and storage logic shared by every connection and the HTTP APIs.
 
@@ -192,6 +221,8 @@ class Hub:
         self._bound: dict[int, dict[str, ClientLink]] = {}
         self._acks: list[tuple[ClientLink, PacketId, int, int, str]] = []
         self._deliveries: dict[ClientLink, list[Delivery]] = {}
+        self._notices: dict[ClientLink, tuple[int, int]] = {}
+        self._feeds: dict[ClientLink, _Feed] = {}
         self._uc_deliveries: dict[tuple[ClientLink, int], list[UCDelivery]] = {}
         self._touched: set[ClientLink] = set()
         self._queued = 0
@@ -228,6 +259,8 @@ class Hub:
         self.unbound.discard(conn)
         self._touched.discard(conn)
         self._deliveries.pop(conn, None)
+        self._notices.pop(conn, None)
+        self._feeds.pop(conn, None)
         if conn.user is not None:
             sessions = self._bound.get(conn.user.uuid)
             if sessions is not None and sessions.get(conn.resource) is conn:
@@ -265,6 +298,7 @@ class Hub:
         self._queued = 0
         acks, self._acks = self._acks, []
         deliveries, self._deliveries = self._deliveries, {}
+        notices, self._notices = self._notices, {}
         uc, self._uc_deliveries = self._uc_deliveries, {}
         try:
             self.store.commit()
@@ -272,7 +306,10 @@ class Hub:
             # Nothing of this tick is acked: senders time out and send again (at-least-once).
             log.exception("commit failed; dropping this tick's acks and deliveries")
             self.store.rollback()
-            acks, deliveries, uc = [], {}, {}
+            for conn in {*deliveries, *notices}:
+                # Their feeds counted these deliveries as sent: start again from the cursor.
+                conn.close(1011, "internal error")
+            acks, deliveries, notices, uc = [], {}, {}, {}
         for conn, packet_id, sequence, timestamp, error in acks:
             if conn.can_send:
                 self._guarded(
@@ -291,6 +328,11 @@ class Hub:
                         conn, conn.session.deliver, chunk, max_sequence=chunk[-1].sequence
                     )
             self._touched.add(conn)
+        for conn, (low, high) in notices.items():
+            # After this tick's deliveries: a notice that follows a pull answer says "more".
+            if conn.can_send:
+                self._guarded(conn, conn.session.notify_backlog, low, high)
+                self._touched.add(conn)
         for (conn, topic_id), uc_items in uc.items():
             for uc_chunk in compound_chunks(uc_items, count, budget):
                 if conn.can_send:
@@ -339,9 +381,7 @@ class Hub:
             case P2PReceived():
                 self._on_p2p(conn, event)
             case SequenceAcked(sequence=sequence):
-                if conn.user is not None:
-                    self.store.advance_cursor(conn.user.uuid, conn.resource, sequence)
-                    self._schedule()
+                self._on_sequence_ack(conn, sequence)
             case P2TReceived():
                 self._on_p2t(conn, event)
             case BindRequested():
@@ -410,27 +450,94 @@ class Hub:
             older.kick("kick", "same-resource-login", "the same resource logged in elsewhere")
         cursor = self.store.open_cursor(user.uuid, event.resource)
         log.info("%s: bound as %s/%s", conn, user.account, event.resource)
-        self._send_backlog(conn, cursor)
+        feed = self._feeds[conn] = _Feed(sent_through=cursor)
+        self._send_backlog(conn, feed)
 
-    def _send_backlog(self, conn: ClientLink, after: int) -> None:
+    def _send_backlog(self, conn: ClientLink, feed: _Feed) -> None:
+        """Push what is stored above ``feed.sent_through``, or announce it when it is too much."""
         assert conn.user is not None
-        count, low, high = self.store.backlog_summary(conn.user.uuid, after)
+        count, low, high = self.store.backlog_summary(conn.user.uuid, feed.sent_through)
         if count == 0:
+            feed.pending = False
             return
         if count > self.config.backlog_limit:
             # docs/protocol.md 6.10: too many to push; the client pulls or uses the history API.
-            conn.session.notify_backlog(low, high)
+            self._notify(conn, feed, low, high)
             return
-        for message in self.store.backlog(conn.user.uuid, after, count):
+        for message in self.store.backlog(conn.user.uuid, feed.sent_through, count):
             self._deliver(conn, self._delivery_from_store(message))
+            feed.sent_through = message.seq
+        feed.pending = False
+
+    def _notify(self, conn: ClientLink, feed: _Feed, low: int, high: int) -> None:
+        # 6.10: a pull notification; live stored messages wait behind the range until pulled.
+        feed.pending = True
+        feed.notified.add(high)
+        self._notices[conn] = (low, high)
+        self._touched.add(conn)
+        self._schedule()
 
     def _on_pull(self, conn: ClientLink) -> None:
-        # docs/protocol.md 6.11: answer with ordinary COMPOUND lists of what is pending.
-        if conn.user is None:
+        # docs/protocol.md 6.11: answer with ordinary COMPOUND lists of what is pending: the
+        # stored messages not sent on this connection yet, oldest first.
+        feed = self._feeds.get(conn)
+        if conn.user is None or feed is None:
             return
-        after = self.store.cursor(conn.user.uuid, conn.resource) or 0
-        for message in self.store.backlog(conn.user.uuid, after, self.config.pull_limit):
+        limit = self.config.pull_limit
+        messages = self.store.backlog(conn.user.uuid, feed.sent_through, limit)
+        for message in messages:
             self._deliver(conn, self._delivery_from_store(message))
+        if messages:
+            feed.sent_through = messages[-1].seq
+            self._touched.add(conn)
+            self._schedule()
+        if len(messages) < limit:
+            feed.pending = False
+            return
+        count, low, high = self.store.backlog_summary(conn.user.uuid, feed.sent_through)
+        if count:
+            self._notify(conn, feed, low, high)  # 6.10: more is waiting; pull again
+        else:
+            feed.pending = False
+
+    def _on_sequence_ack(self, conn: ClientLink, sequence: int) -> None:
+        # 6.9: "delivered up to here", but never past what this connection was sent.
+        feed = self._feeds.get(conn)
+        if conn.user is None or feed is None:
+            return
+        if sequence > feed.sent_through and sequence in feed.notified:
+            # 6.10: the ack of a notified maxSequence drops the range (the SDK's answer to a
+            # pull notification); what was stored behind it comes next.
+            feed.sent_through = sequence
+            feed.notified = {high for high in feed.notified if high > sequence}
+            self.store.advance_cursor(conn.user.uuid, conn.resource, sequence)
+            if not feed.notified:
+                self._send_backlog(conn, feed)
+            self._touched.add(conn)
+        else:
+            acked = min(sequence, feed.sent_through)
+            self.store.advance_cursor(conn.user.uuid, conn.resource, acked)
+        self._schedule()
+
+    def admit(self, conn: ClientLink, item: Delivery, *, stored: bool) -> bool:
+        """Whether a live message may be pushed to ``conn`` now (module docstring, feeds).
+
+        Args:
+            conn: a bound connection of the recipient.
+            item: the delivery, with its sequence in the recipient's space.
+            stored: the message has an inbox row for this connection's user (it would come
+                with a pull); False for unstored messages and a sender's own group messages.
+        """
+        feed = self._feeds.get(conn)
+        if feed is None:
+            return False
+        if feed.pending:
+            # Stored: it waits behind the backlog and comes with a pull, in order. Unstored:
+            # pushed now, without raising sent_through past stored messages not sent yet.
+            return not stored
+        if item.sequence > feed.sent_through:
+            feed.sent_through = item.sequence
+        return True
 
     @staticmethod
     def _delivery_from_store(message: StoredMessage) -> Delivery:
@@ -473,7 +580,8 @@ class Hub:
                 to_uuid=recipient.uuid,
             )
             for resource, target in sessions.items():
-                if not event.to_resource or resource == event.to_resource:
+                wanted = not event.to_resource or resource == event.to_resource
+                if wanted and self.admit(target, item, stored=event.is_store):
                     self._deliver(target, item)
         self._ack(conn, event.packet_id, sender_seq, now_ms)
 
@@ -537,8 +645,10 @@ class Hub:
             item = delivery_of(
                 event, sequence=seq, timestamp=now_ms, sender=conn.peer, package=app.package
             )
+            # The sender's own copy has no inbox row: it comes with no pull.
+            stored = event.is_store and member != user.uuid
             for target in sessions.values():
-                if target is not conn:
+                if target is not conn and self.admit(target, item, stored=stored):
                     self._deliver(target, item)
         self._ack(conn, event.packet_id, sender_seq, now_ms)
 

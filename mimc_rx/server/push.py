@@ -90,7 +90,8 @@ def push_p2p(
         )
         item = delivery_of(sent, sequence=seq, timestamp=now_ms, to_uuid=recipient.uuid)
         for conn in hub.sessions_of(recipient.uuid):
-            out.setdefault(conn, []).append(item)
+            if hub.admit(conn, item, stored=True):  # not past a backlog being pulled
+                out.setdefault(conn, []).append(item)
         ids.append(packet_id)
     _commit_and_deliver(hub, out)
     return ids
@@ -144,7 +145,11 @@ def push_p2t(
         for member, seq in sequences:
             item = delivery_of(sent, sequence=seq, timestamp=now_ms)
             for conn in hub.sessions_of(member):
-                if member != sender.uuid or conn.resource != from_resource:
+                own = member == sender.uuid
+                # A sender's own copy has no inbox row: it comes with no pull (stored=False).
+                if (not own or conn.resource != from_resource) and hub.admit(
+                    conn, item, stored=not own
+                ):
                     out.setdefault(conn, []).append(item)
         ids.append(packet_id)
     _commit_and_deliver(hub, out)
