@@ -278,6 +278,15 @@ class Gateway:
         self.hub = hub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._serve(scope, receive, send)
+        except asyncio.CancelledError:
+            # The event loop is shutting down with the server still running (a script that
+            # ended without ``server.stop()``, asyncio.run cancelling every task): uvicorn
+            # would log a cancelled ASGI call as a crash, a 30-line traceback for nothing.
+            log.debug("a websocket connection was cancelled: the event loop is shutting down")
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] != "websocket.connect":
             return

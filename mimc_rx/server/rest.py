@@ -59,8 +59,20 @@ async def _status(request: Request) -> Response:
     )
 
 
+async def _index(request: Request) -> Response:
+    # What the URL printed by ``mimc-rx serve`` answers: every route, so it is a start.
+    routes = [
+        {"path": route.path, "methods": sorted(route.methods or ())}
+        for route in request.app.routes
+        if isinstance(route, Route) and route.path.startswith("/api/")
+    ]
+    return success({"server": "mimc-rx local server", "websocket": "/", "routes": routes})
+
+
 def _routes() -> list[BaseRoute]:
     return [
+        Route("/api", _index, methods=["GET"]),
+        Route("/api/", _index, methods=["GET"]),
         Route("/api/account/token", _token, methods=["POST"]),
         Route("/api/account/token/", _token, methods=["POST"]),
         Route("/api/status", _status, methods=["GET"]),
