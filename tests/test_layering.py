@@ -122,7 +122,9 @@ LAYERS = (
     Layer(
         "server",
         ("mimc_rx.server",),
-        frozenset({"starlette", "uvicorn", "h11", "httpx"}),
+        # psycopg and redis: the scale-out storage and broker (issue 14), imported only by
+        # the modules that implement them.
+        frozenset({"starlette", "uvicorn", "h11", "httpx", "psycopg", "psycopg_pool", "redis"}),
         (*CORE, "mimc_rx.server"),
     ),
     Layer("testing", ("mimc_rx.testing",), frozenset({"websockets"}), ("mimc_rx",)),
