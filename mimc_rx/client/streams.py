@@ -83,9 +83,19 @@ class StreamHub(Generic[_T]):
         initial: the first value of a replaying stream.
         replay: replay the latest value to late subscribers (a ``BehaviorSubject`` behind
             it, starting with ``initial``); otherwise a plain ``Subject``.
+        event_type: the type of the values, set as ``observable.event_type`` so that an
+            adapter knows the columns of a stream that has not emitted yet (an empty
+            ``LiveFrame`` of ``p2p_messages`` still shows every column).
     """
 
-    def __init__(self, name: str, *, initial: _T | None = None, replay: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        initial: _T | None = None,
+        replay: bool = False,
+        event_type: type | None = None,
+    ) -> None:
         self.name = name
         self._replay = replay
         self._subject: Subject[_T]
@@ -101,6 +111,8 @@ class StreamHub(Generic[_T]):
             return subject.subscribe(_GuardedObserver(observer, name), scheduler=scheduler)
 
         self.observable: Observable[_T] = reactivex.create(subscribe)
+        if event_type is not None:
+            setattr(self.observable, "event_type", event_type)  # noqa: B010 - not declared
 
     @property
     def latest(self) -> _T | None:
@@ -148,18 +160,32 @@ class UserStreams:
     )
 
     def __init__(self) -> None:
-        self.status: StreamHub[StatusChange] = StreamHub("status", initial=OFFLINE, replay=True)
+        self.status: StreamHub[StatusChange] = StreamHub(
+            "status", initial=OFFLINE, replay=True, event_type=StatusChange
+        )
         self.events: StreamHub[ClientEvent] = StreamHub("events")
-        self.server_acks: StreamHub[ServerAck] = StreamHub("server_acks")
-        self.p2p_messages: StreamHub[P2PMessage] = StreamHub("p2p_messages")
-        self.group_messages: StreamHub[P2TMessage] = StreamHub("group_messages")
-        self.uc_messages: StreamHub[UCMessage] = StreamHub("uc_messages")
-        self.uc_join_results: StreamHub[UCJoinResult] = StreamHub("uc_join_results")
-        self.uc_quit_results: StreamHub[UCQuitResult] = StreamHub("uc_quit_results")
-        self.uc_dismissals: StreamHub[UCDismissed] = StreamHub("uc_dismissals")
-        self.pull_notifications: StreamHub[PullNotification] = StreamHub("pull_notifications")
-        self.disconnects: StreamHub[Disconnected] = StreamHub("disconnects")
-        self.reconnects: StreamHub[Reconnecting] = StreamHub("reconnects")
+        self.server_acks: StreamHub[ServerAck] = StreamHub("server_acks", event_type=ServerAck)
+        self.p2p_messages: StreamHub[P2PMessage] = StreamHub("p2p_messages", event_type=P2PMessage)
+        self.group_messages: StreamHub[P2TMessage] = StreamHub(
+            "group_messages", event_type=P2TMessage
+        )
+        self.uc_messages: StreamHub[UCMessage] = StreamHub("uc_messages", event_type=UCMessage)
+        self.uc_join_results: StreamHub[UCJoinResult] = StreamHub(
+            "uc_join_results", event_type=UCJoinResult
+        )
+        self.uc_quit_results: StreamHub[UCQuitResult] = StreamHub(
+            "uc_quit_results", event_type=UCQuitResult
+        )
+        self.uc_dismissals: StreamHub[UCDismissed] = StreamHub(
+            "uc_dismissals", event_type=UCDismissed
+        )
+        self.pull_notifications: StreamHub[PullNotification] = StreamHub(
+            "pull_notifications", event_type=PullNotification
+        )
+        self.disconnects: StreamHub[Disconnected] = StreamHub(
+            "disconnects", event_type=Disconnected
+        )
+        self.reconnects: StreamHub[Reconnecting] = StreamHub("reconnects", event_type=Reconnecting)
 
     def complete(self) -> None:
         """End every stream for good (the user object is being discarded)."""

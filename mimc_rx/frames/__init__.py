@@ -21,6 +21,7 @@ from mimc_rx.frames.schema import (
     empty_frame,
     events_to_frame,
     schema_dtypes,
+    stream_event_type,
 )
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "events_to_frame",
     "scheduler_clock",
     "schema_dtypes",
+    "stream_event_type",
     "to_frame",
     "wall_clock",
 ]

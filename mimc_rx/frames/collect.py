@@ -8,27 +8,39 @@ scheduler, virtual time included: subscribe it, run the scheduler, call its ``fr
 A timeout is not an error here: the frame holds what arrived in time, because "what did I get in
 five seconds?" is the question a notebook asks. An error from the stream is raised, since a
 stream ends with ``on_error`` only when something is really wrong.
+
+A wait with neither ``count`` nor ``timeout`` ends only when the stream completes, which the
+client's streams never do: ``to_frame`` warns about it for them, and says it in the progress
+line for any stream. Any wait longer than a second shows a
+progress line in the notebook (what has arrived so far, against the count and the timeout),
+and interrupting the cell says how much had arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
+import warnings
 from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from reactivex.abc import DisposableBase, ObserverBase
 
+from mimc_rx._extras import require_extra
 from mimc_rx.frames.clock import Clock, resolve_clock
-from mimc_rx.frames.schema import events_to_frame
+from mimc_rx.frames.schema import events_to_frame, stream_event_type
 
 if TYPE_CHECKING:
     import pandas as pd
     from reactivex import Observable
     from reactivex.abc import SchedulerBase
 
-__all__ = ["FrameCollector", "collect", "to_frame"]
+__all__ = ["FrameCollector", "Progress", "collect", "to_frame"]
+
+PROGRESS_AFTER = 1.0
+"""Seconds a ``to_frame`` wait runs before it shows a progress line."""
 
 _T = TypeVar("_T")
 
@@ -174,11 +186,54 @@ def collect(
         count=count,
         clock=clock,
         scheduler=scheduler,
-        event_type=event_type,
+        event_type=event_type or stream_event_type(source),
         source=name,
         payload=payload,
     )
     return collector.subscribe_to(source, scheduler=scheduler)
+
+
+class Progress:
+    """The progress line of a long ``to_frame`` wait: a display updated in place.
+
+    Shown only inside IPython (a notebook or a console); elsewhere it does nothing. Tests
+    pass their own ``show`` callable to see the lines.
+    """
+
+    def __init__(self, show: Callable[[str], None] | None = None) -> None:
+        self._show = show
+        self._handle: Any = None
+
+    def update(self, line: str) -> None:
+        """Show ``line``, replacing the previous one."""
+        if self._show is not None:
+            self._show(line)
+            return
+        try:
+            from IPython import get_ipython
+            from IPython.display import HTML, display
+        except ImportError:
+            return
+        if get_ipython() is None:
+            return
+        content = HTML(f"<code>{line}</code>")  # type: ignore[no-untyped-call]
+        if self._handle is None:
+            self._handle = display(content, display_id=True)  # type: ignore[no-untyped-call]
+        else:
+            self._handle.update(content)
+
+
+def _progress_line(
+    collector: FrameCollector[Any], count: int | None, timeout: float | None, waited: float
+) -> str:
+    got = f"{len(collector):,}" + (f" / {count:,}" if count is not None else "")
+    if timeout is not None:
+        limit = f" / {timeout:g} s"
+    elif count is None:
+        limit = " (no count= or timeout=: until the stream completes)"
+    else:
+        limit = " (no timeout)"
+    return f"to_frame: {got} events after {waited:.1f} s{limit}"
 
 
 def to_frame(
@@ -191,6 +246,7 @@ def to_frame(
     event_type: type | None = None,
     name: str | None = None,
     payload: bool = False,
+    progress: bool | Progress = True,
 ) -> asyncio.Future[pd.DataFrame]:
     """Collect ``source`` into a DataFrame until it completes, ``count`` events arrive, or
     ``timeout`` seconds pass, whichever comes first.
@@ -214,13 +270,38 @@ def to_frame(
         event_type: schema of an empty result, e.g. ``P2PMessage``.
         name: fills a ``source`` column.
         payload: keep the raw payload bytes too.
+        progress: show a progress line when the wait lasts over a second (in IPython);
+            False for none, or a ``Progress`` of your own.
 
     Returns:
         A future of the frame. It fails with the stream's error if the stream ends with one.
+
+    Raises:
+        MissingExtra: pandas, numpy or pyarrow is not installed (at once, not in the future).
     """
+    require_extra("frames", "to_frame()")
+    if count is None and timeout is None and stream_event_type(source) is not None:
+        # One of the user's own streams: they complete only when the user is closed.
+        warnings.warn(
+            "to_frame() without count= or timeout= waits until the stream completes, which a "
+            "user's stream never does; pass count=, timeout= or both",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     loop = asyncio.get_running_loop()
     result: asyncio.Future[pd.DataFrame] = loop.create_future()
     collector: FrameCollector[Any]
+    started = time.monotonic()
+    meter = progress if isinstance(progress, Progress) else Progress() if progress else None
+    ticker: asyncio.TimerHandle | None = None
+
+    def tick() -> None:
+        nonlocal ticker
+        if result.done() or meter is None:
+            return
+        waited = time.monotonic() - started
+        meter.update(_progress_line(collector, count, timeout, waited))
+        ticker = loop.call_later(0.5, tick)
 
     def finish() -> None:
         collector.dispose()
@@ -228,8 +309,16 @@ def to_frame(
             return
         if collector.error is not None:
             result.set_exception(collector.error)
-        else:
-            result.set_result(collector.frame())
+            return
+        try:
+            frame = collector.frame()
+        except Exception as exc:  # the future must end, whatever building the frame raised
+            result.set_exception(exc)
+            return
+        result.set_result(frame)
+        if meter is not None and time.monotonic() - started >= PROGRESS_AFTER:
+            waited = time.monotonic() - started
+            meter.update(_progress_line(collector, count, timeout, waited) + ", done")
 
     def on_done() -> None:
         loop.call_soon_threadsafe(finish)
@@ -238,18 +327,25 @@ def to_frame(
         count=count,
         clock=clock,
         scheduler=scheduler,
-        event_type=event_type,
+        event_type=event_type or stream_event_type(source),
         source=name,
         payload=payload,
         on_done=on_done,
     )
     collector.subscribe_to(source, scheduler=scheduler)
     timer = loop.call_later(timeout, finish) if timeout is not None else None
+    if meter is not None:
+        ticker = loop.call_later(PROGRESS_AFTER, tick)
 
     def cleanup(_result: asyncio.Future[pd.DataFrame]) -> None:
         collector.dispose()
         if timer is not None:
             timer.cancel()
+        if ticker is not None:
+            ticker.cancel()
+        if _result.cancelled() and meter is not None:
+            waited = time.monotonic() - started
+            meter.update(_progress_line(collector, count, timeout, waited) + ", interrupted")
 
     result.add_done_callback(cleanup)
     if collector.done:  # count=0, or a synchronous source that already ended

@@ -11,6 +11,11 @@ event always shows. The trailing refresh is scheduled on the injected scheduler 
 (virtual time in tests), else on the running asyncio loop (Jupyter's), never on a thread of its
 own. ipywidgets is imported only by :meth:`LiveFrame.show`; without it, ``show`` falls back to an
 IPython display handle updated in place.
+
+Before the first event the frame already has every column of its event type (taken from the
+stream: the user's streams say what they carry), so an empty live frame shows its schema. The
+view shows a few telling columns of the known types (``columns="all"`` for every one) in a box
+that scrolls rather than widening the output area.
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ import asyncio
 import html
 import threading
 from collections import deque
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from reactivex.abc import DisposableBase, ObserverBase
 
+from mimc_rx._extras import require_extra
 from mimc_rx.frames.clock import Clock, resolve_clock, us_to_datetime
-from mimc_rx.frames.schema import events_to_frame
+from mimc_rx.frames.schema import events_to_frame, stream_event_type
+from mimc_rx.protocol.events import P2PMessage, P2TMessage, ServerAck, StatusChange, UCMessage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +43,15 @@ if TYPE_CHECKING:
 __all__ = ["LiveFrame"]
 
 _T = TypeVar("_T")
+
+COMPACT_COLUMNS: Mapping[type, tuple[str, ...]] = {
+    P2PMessage: ("received_at", "from_account", "to_account", "sequence", "text"),
+    P2TMessage: ("received_at", "from_account", "topic_id", "sequence", "text"),
+    UCMessage: ("received_at", "from_account", "topic_id", "sequence", "text"),
+    ServerAck: ("received_at", "packet_id", "sequence", "ok", "err_msg"),
+    StatusChange: ("received_at", "online", "err_type", "err_reason", "err_desc"),
+}
+"""The columns the view shows by default, per event type (``frame`` always has them all)."""
 
 
 class LiveFrame(ObserverBase[_T], Generic[_T]):
@@ -53,6 +70,9 @@ class LiveFrame(ObserverBase[_T], Generic[_T]):
         payload: keep the raw payload bytes as a column too.
         display_rows: how many of the newest rows the HTML view shows.
         refresh: minimum seconds between two widget refreshes.
+        columns: the columns the view shows: by default a few telling ones of the event type
+            (``COMPACT_COLUMNS``), ``"all"`` for every one, or a list of names.
+        height: CSS max-height of the view; taller content scrolls.
     """
 
     def __init__(
@@ -68,7 +88,10 @@ class LiveFrame(ObserverBase[_T], Generic[_T]):
         payload: bool = False,
         display_rows: int = 10,
         refresh: float = 0.5,
+        columns: Sequence[str] | Literal["all"] | None = None,
+        height: str = "22em",
     ) -> None:
+        require_extra("frames", "LiveFrame")
         if max_rows is None and max_age is None:
             raise ValueError("a LiveFrame needs max_rows, max_age or both")
         if max_rows is not None and max_rows < 1:
@@ -87,7 +110,9 @@ class LiveFrame(ObserverBase[_T], Generic[_T]):
         self.error: BaseException | None = None
         self._clock = resolve_clock(clock, scheduler)
         self._scheduler = scheduler
-        self._event_type = event_type
+        self._event_type = event_type or stream_event_type(source)
+        self.columns = columns
+        self.height = height
         self._last_type: type | None = None
         self._payload = payload
         self._events: deque[_T] = deque(maxlen=max_rows)
@@ -217,11 +242,29 @@ class LiveFrame(ObserverBase[_T], Generic[_T]):
     def __repr__(self) -> str:
         return f"<{self._header()}>"
 
+    def _shown_columns(self, frame: pd.DataFrame) -> list[str]:
+        columns = self.columns
+        if columns == "all":
+            return list(frame.columns)
+        if columns is None:
+            kind = self._event_type or self._last_type
+            compact = COMPACT_COLUMNS.get(kind) if kind is not None else None
+            if compact is None:
+                return list(frame.columns)
+            columns = ("received_at", "source", *compact[1:]) if self.name else compact
+        return [c for c in columns if c in frame.columns]
+
     def _repr_html_(self) -> str:
-        tail = self.frame.tail(self.display_rows)
+        frame = self.frame
+        tail = frame.tail(self.display_rows)[self._shown_columns(frame)]
         table = tail.to_html(max_rows=self.display_rows, notebook=True)
+        hidden = len(frame.columns) - len(tail.columns)
+        note = f" ({hidden} more columns in .frame)" if hidden else ""
         return (
-            f'<div class="mimc-live-frame"><p><b>{html.escape(self._header())}</b></p>{table}</div>'
+            f'<div class="mimc-live-frame"><p><b>{html.escape(self._header())}</b>'
+            f"{html.escape(note)}</p>"
+            f'<div style="max-height:{html.escape(self.height)};max-width:100%;overflow:auto;">'
+            f"{table}</div></div>"
         )
 
     def show(self) -> Any:

@@ -8,7 +8,7 @@ matplotlib is imported on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mimc_rx.frames.rates import throughput
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "LOG_SPREAD",
     "plot_latency_cdf",
     "plot_latency_histogram",
     "plot_latency_over_time",
@@ -66,34 +67,56 @@ def _latencies(publish: Any, end_to_end: Any) -> dict[str, pd.DataFrame]:
     return found
 
 
+LOG_SPREAD = 20.0
+"""``scale="auto"`` draws log bins when the largest latency is this many times the median."""
+
+
 def plot_latency_histogram(
     publish: pd.DataFrame | None = None,
     end_to_end: pd.DataFrame | None = None,
     *,
     bins: int = 50,
+    scale: Literal["auto", "linear", "log"] = "auto",
     clip: float | None = 99.0,
     ax: Any = None,
 ) -> Any:
     """Histogram of latencies in milliseconds, one colour per kind.
 
+    A few outliers (an outage in the data) would squash the bulk into one bar of linear bins.
+    ``scale="auto"`` looks at the spread: when the maximum is over ``LOG_SPREAD`` times the
+    median, the bins are logarithmic and cover everything; otherwise they are linear up to the
+    ``clip`` percentile.
+
     Args:
         bins: number of bins, shared by every kind.
-        clip: draw latencies up to this percentile of all the values given (a few outliers
-            would squash the bulk into one bar); ``None`` draws everything.
+        scale: ``"auto"``, ``"linear"`` or ``"log"``.
+        clip: with linear bins, draw latencies up to this percentile of all the values given;
+            ``None`` draws everything.
     """
     import numpy as np
 
     ax = _axes(ax, "Latency histogram")
     tables = _latencies(publish, end_to_end)
     values = np.concatenate([t["latency_ms"].to_numpy(dtype="float64") for t in tables.values()])
-    low = float(values.min()) if len(values) else 0.0
-    high = float(values.max()) if len(values) else 1.0
-    if clip is not None and len(values):
-        high = float(np.percentile(values, clip))
-    edges = np.linspace(low, max(high, low + 1e-3), bins + 1)
+    positive = values[values > 0]
+    if scale == "auto":
+        spread = float(positive.max() / np.median(positive)) if len(positive) else 1.0
+        scale = "log" if spread > LOG_SPREAD else "linear"
+    suffix = ""
+    if scale == "log" and len(positive):
+        low, high = float(positive.min()), float(positive.max())
+        edges = np.geomspace(low, max(high, low * 1.001), bins + 1)
+        ax.set_xscale("log")
+        suffix = " (log bins)"
+    else:
+        low = float(values.min()) if len(values) else 0.0
+        high = float(values.max()) if len(values) else 1.0
+        if clip is not None and len(values):
+            high = float(np.percentile(values, clip))
+            suffix = f" (up to p{clip:g}: {high:.3g} ms)"
+        edges = np.linspace(low, max(high, low + 1e-3), bins + 1)
     for label, table in tables.items():
         table["latency_ms"].plot.hist(ax=ax, bins=edges.tolist(), alpha=0.6, label=label)
-    suffix = f" (up to p{clip:g}: {high:.3g} ms)" if clip is not None and len(values) else ""
     ax.set_xlabel("latency (ms)" + suffix)
     ax.set_ylabel("messages")
     ax.legend()

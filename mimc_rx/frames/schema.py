@@ -85,6 +85,7 @@ __all__ = [
     "empty_frame",
     "events_to_frame",
     "schema_dtypes",
+    "stream_event_type",
 ]
 
 ColumnKind = Literal[
@@ -460,6 +461,16 @@ def _frame_of_type(
     if event_type in SCHEMAS:
         return _typed_frame(events, event_type, received_at, payload)
     return _generic_frame(events, event_type, received_at, payload)
+
+
+def stream_event_type(source: object) -> type | None:
+    """The event type a stream says it carries (the user's streams do), else None.
+
+    Used for the columns of a frame before the first event: an empty ``p2p_messages`` frame
+    has every ``P2PMessage`` column, not just ``received_at``.
+    """
+    event_type = getattr(source, "event_type", None)
+    return event_type if isinstance(event_type, type) else None
 
 
 def empty_frame(event_type: type, *, payload: bool = False) -> pd.DataFrame:
