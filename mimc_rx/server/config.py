@@ -123,6 +123,10 @@ class ServerConfig:
             bytes; a longer value is refused (``errorMsg`` in the PACKET_ACK, code 400 over
             HTTP) instead of stored.
         max_text_bytes: the longest topic name or bulletin accepted, in UTF-8 bytes.
+        dedup_retention: seconds the (sender, packet id) of a stored message is remembered: a
+            stored message sent again under its packet id within that time (a client's outbox
+            after a reconnect) gets its first ack and is not stored or delivered twice. Clients
+            must give up resending well before (``MIMCUser``'s outbox: an hour).
         sync_full: use ``PRAGMA synchronous=FULL`` (survives power loss) instead of ``NORMAL``
             (survives a crash of the server process, the documented guarantee).
         clock: wall clock in seconds since the epoch; tests inject a fake one to expire tokens.
@@ -153,6 +157,7 @@ class ServerConfig:
     max_pending_connections: int = 2048
     max_field_bytes: int = 256
     max_text_bytes: int = 4096
+    dedup_retention: float = 24 * 3600.0
     sync_full: bool = False
     clock: Callable[[], float] = field(default=time.time)
     challenges: Callable[[], str] | None = None

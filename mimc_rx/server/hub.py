@@ -181,6 +181,10 @@ UC_NOT_FOUND = 404
 _FLUSH_EARLY = 1024
 
 
+# How often the sweep forgets sender-dedup rows older than ServerConfig.dedup_retention.
+_PRUNE_PERIOD = 600.0
+
+
 @dataclass(slots=True)
 class _Feed:
     """What one bound connection was sent of its user's stored messages (module docstring)."""
@@ -556,6 +560,8 @@ class Hub:
         if error:
             self._ack(conn, event.packet_id, 0, now_ms, error)
             return
+        if event.is_store and self._ack_duplicate(conn, event.packet_id):
+            return
         recipient = self.store.ensure_user(app.app_id, event.to_account)
         sender_seq, seq = self.store.record_p2p(
             app=app,
@@ -584,6 +590,22 @@ class Hub:
                 if wanted and self.admit(target, item, stored=event.is_store):
                     self._deliver(target, item)
         self._ack(conn, event.packet_id, sender_seq, now_ms)
+
+    def _ack_duplicate(self, conn: ClientLink, packet_id: PacketId) -> bool:
+        """Ack a stored packet sent again under its packet id with its first ack; True if so.
+
+        The client's outbox resends what was not acked when a connection ended, with the same
+        packet id (docs/server.md, delivery guarantees): the first copy is stored and delivered
+        already, so only the ack is repeated, with the original sequence and timestamp.
+        """
+        assert conn.user is not None
+        original = self.store.find_sent(conn.user.uuid, packet_id)
+        if original is None:
+            return False
+        sequence, timestamp = original
+        log.debug("%s: packet %s sent again; acked as before", conn, packet_id)
+        self._ack(conn, packet_id, sequence, timestamp)
+        return True
 
     def _p2p_error(self, event: P2PReceived, app: AppConfig) -> str:
         limit = self.config.max_field_bytes
@@ -625,6 +647,8 @@ class Hub:
         error = error or self._field_error(event.packet_id, event.biz_type)
         if error or topic is None:
             self._ack(conn, event.packet_id, 0, now_ms, error)
+            return
+        if event.is_store and self._ack_duplicate(conn, event.packet_id):
             return
         sender_seq, sequences = self.store.record_p2t(
             app=app,
@@ -719,14 +743,33 @@ class Hub:
 
     # ------------------------------------------------------------------ keepalive
 
+    def _prune_sent(self) -> None:
+        try:
+            cutoff = self.config.now_ms() - int(self.config.dedup_retention * 1000)
+            pruned = self.store.prune_sent(cutoff)
+        except Exception:
+            log.exception("pruning the sender dedup record failed")
+            return
+        if pruned:
+            log.info(
+                "forgot %d sender dedup records older than %g s",
+                pruned,
+                self.config.dedup_retention,
+            )
+            self._schedule()  # committed with the next tick
+
     async def _sweep_forever(self) -> None:
         config = self.config
         idle, login = config.idle_timeout, config.login_timeout
         period = max(0.05, min(idle / 4, config.send_timeout / 2, login / 2, 30.0))
         loop = asyncio.get_running_loop()
+        next_prune = loop.time()
         while True:
             await asyncio.sleep(period)
             now = loop.time()
+            if now >= next_prune:
+                next_prune = now + _PRUNE_PERIOD
+                self._prune_sent()
             for conn in list(self.connections):
                 try:
                     conn.check_writer(now)
