@@ -101,11 +101,12 @@ def test_notebook_runs_without_errors(path: Path, tmp_path: Path) -> None:
     assert errors == []
 
 
-def test_the_three_notebooks_are_there() -> None:
+def test_the_four_notebooks_are_there() -> None:
     assert [p.name for p in NOTEBOOKS] == [
         "01_quickstart.ipynb",
         "02_operators.ipynb",
         "03_timing.ipynb",
+        "04_network_lab.ipynb",
     ]
 
 

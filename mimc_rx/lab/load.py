@@ -304,7 +304,8 @@ async def run_load(
     faults: list[RunFault] = []
     if endpoint.faults is not None:
         faults = [f.shifted(-base[0]) for f in endpoint.faults()]
-        faults = [f for f in faults if f.end is None or f.end >= -1.0]
+        # The lab's log covers its whole life: keep what overlaps this run.
+        faults = [f for f in faults if (f.end is None or f.end > 0.0) and f.start <= end]
     return LoadRun(
         spec=spec,
         run_id=ledger.run_id.hex(),

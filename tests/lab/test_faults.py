@@ -207,3 +207,13 @@ async def test_outcomes_cover_every_message(lab: NetworkLab) -> None:
     assert set(frame.outcome.cat.categories) == set(Outcome.ALL)
     assert len(frame) == 40
     assert not math.isnan(frame.latency_ms.max())
+
+
+async def test_a_run_lists_only_the_faults_that_overlap_it(lab: NetworkLab) -> None:
+    await lab.open_routes([USER])
+    lab.delay(USER, 20)
+    lab.heal()  # ended before the run below starts
+    lab.cut(USER)  # an instant before the run: not in it either
+    run = await lab.load(users=4, rate=40, seconds=1, progress=False, seed=10)
+    assert run.faults().empty
+    assert [f.kind for f in lab.faults] == ["delay", "cut"]  # the lab keeps its whole log
