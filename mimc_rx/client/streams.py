@@ -115,6 +115,11 @@ class StreamHub(Generic[_T]):
             setattr(self.observable, "event_type", event_type)  # noqa: B010 - not declared
 
     @property
+    def observed(self) -> bool:
+        """True when someone is subscribed (a value published now would reach somebody)."""
+        return bool(self._subject.observers)
+
+    @property
     def latest(self) -> _T | None:
         """The value a late subscriber would get first (replaying hubs only)."""
         if isinstance(self._subject, BehaviorSubject):
@@ -151,6 +156,7 @@ class UserStreams:
         "p2p_messages",
         "pull_notifications",
         "reconnects",
+        "sent_messages",
         "server_acks",
         "status",
         "uc_dismissals",
@@ -186,6 +192,7 @@ class UserStreams:
             "disconnects", event_type=Disconnected
         )
         self.reconnects: StreamHub[Reconnecting] = StreamHub("reconnects", event_type=Reconnecting)
+        self.sent_messages: StreamHub[P2PMessage | P2TMessage] = StreamHub("sent_messages")
 
     def complete(self) -> None:
         """End every stream for good (the user object is being discarded)."""
@@ -207,6 +214,7 @@ class UserStreams:
             self.pull_notifications,
             self.disconnects,
             self.reconnects,
+            self.sent_messages,
         )
 
 

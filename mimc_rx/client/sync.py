@@ -128,6 +128,7 @@ TWINNED: Final = (
     "pull_notifications",
     "disconnects",
     "reconnects",
+    "sent_messages",
     "events",
     # accessors
     "app_account",
@@ -161,6 +162,7 @@ TWINNED: Final = (
     "next_message",
     # REST
     "create_group",
+    "group_names",
     "dismiss_group",
     "topics_api",
     "create_unlimited_group",

@@ -33,10 +33,11 @@ import html
 import logging
 import random
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 from reactivex import Observable, abc
@@ -159,6 +160,7 @@ class MIMCUser:
         # ``ack()`` of an id we never sent fails at once instead of after its timeout.
         self._sent_ids: OrderedDict[str, None] = OrderedDict()
         self._sent_ids_size = ack_cache_size
+        self._group_names: dict[int, str] = {}
         make_session = session_factory or default_session_factory
         connector = Connector(
             token_fetcher=token_fetcher,
@@ -257,6 +259,13 @@ class MIMCUser:
     def reconnects(self) -> Observable[Reconnecting]:
         """Each reconnect attempt scheduled by the backoff policy."""
         return self._streams.reconnects.observable
+
+    @property
+    def sent_messages(self) -> Observable[P2PMessage | P2TMessage]:
+        """Our own P2P and group sends, as they leave (sequence 0: the server has not
+        numbered them yet; the ack on ``server_acks`` carries the sequence). A view of the
+        whole conversation (the chat panel) shows messages sent from code with it."""
+        return self._streams.sent_messages.observable
 
     @property
     def events(self) -> Observable[ClientEvent]:
@@ -397,6 +406,7 @@ class MIMCUser:
         pid = session.send_p2p(to_account, payload, is_store=is_store, biz_type=biz_type, now=now)
         self._router.counts["sent"] += 1
         self._remember_sent(pid)
+        self._publish_sent(pid, payload, biz_type, is_store, to_account=to_account)
         transport.wake()
         return pid
 
@@ -414,6 +424,7 @@ class MIMCUser:
         pid = session.send_p2t(topic, payload, is_store=is_store, biz_type=biz_type, now=now)
         self._router.counts["sent"] += 1
         self._remember_sent(pid)
+        self._publish_sent(pid, payload, biz_type, is_store, topic_id=topic)
         transport.wake()
         return pid
 
@@ -458,6 +469,29 @@ class MIMCUser:
         sent[packet_id] = None
         if len(sent) > self._sent_ids_size:
             sent.popitem(last=False)
+
+    def _publish_sent(
+        self, pid: PacketId, payload: str | bytes, biz_type: str, is_store: bool, **target: Any
+    ) -> None:
+        """Tell ``sent_messages`` about a send, if anybody listens (built only then)."""
+        hub = self._streams.sent_messages
+        if not hub.observed:
+            return
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        common: dict[str, Any] = {
+            "packet_id": pid,
+            "sequence": 0,
+            "timestamp": int(time.time() * 1000),
+            "from_account": self._app_account,
+            "from_resource": self._resource,
+            "payload": data,
+            "biz_type": biz_type,
+            "is_store": is_store,
+        }
+        if "topic_id" in target:
+            hub.publish(P2TMessage(topic_id=target["topic_id"], **common))
+        else:
+            hub.publish(P2PMessage(to_account=target["to_account"], to_resource="", **common))
 
     # ------------------------------------------------------------------ acks
 
@@ -539,7 +573,14 @@ class MIMCUser:
 
     async def create_group(self, topic_name: str, accounts: Sequence[str] = ()) -> int:
         """Create a normal group (8.3) owned by this user with ``accounts`` in it; its id."""
-        return await self._topic_client().create(topic_name, tuple(accounts))
+        topic_id = await self._topic_client().create(topic_name, tuple(accounts))
+        self._group_names[topic_id] = topic_name
+        return topic_id
+
+    @property
+    def group_names(self) -> dict[int, str]:
+        """Names of the groups this user created here, by topic id (views show them)."""
+        return dict(self._group_names)
 
     async def dismiss_group(self, topic_id: int | str) -> None:
         """Dismiss a normal group this user owns."""

@@ -135,11 +135,14 @@ class ConversationSummary:
     id: ConversationId
     unread: int
     last: ChatEntry | None
+    name: str | None = None
+    """A group's name, when known (``ChatModel.name_group``)."""
 
     @property
     def label(self) -> str:
         """The row's text: the name, with the unread count when there is one."""
-        return f"{self.id.label} ({self.unread})" if self.unread else self.id.label
+        base = f"# {self.name}" if self.name and self.id.is_group else self.id.label
+        return f"{base} ({self.unread})" if self.unread else base
 
 
 class ConnectionState(Enum):
@@ -208,6 +211,7 @@ class ChatModel:
         self._selected: ConversationId | None = None
         self._status = ConnectionStatus(state=ConnectionState.CONNECTING)
         self._clock = itertools.count(1)
+        self._group_names: dict[str, str] = {}
         self.version = 0
 
     # ------------------------------------------------------------------ reading
@@ -227,10 +231,26 @@ class ChatModel:
         """The conversation list, in the order the conversations first appeared."""
         return tuple(
             ConversationSummary(
-                id=c.id, unread=c.unread, last=c.messages[-1] if c.messages else None
+                id=c.id,
+                unread=c.unread,
+                last=c.messages[-1] if c.messages else None,
+                name=self._group_names.get(c.id.target) if c.id.is_group else None,
             )
             for c in self._conversations.values()
         )
+
+    def group_name(self, conversation: ConversationId | None) -> str | None:
+        """The name of a group conversation, when known."""
+        if conversation is None or not conversation.is_group:
+            return None
+        return self._group_names.get(conversation.target)
+
+    def name_group(self, topic_id: int, name: str) -> None:
+        """Show group ``topic_id`` by ``name`` instead of its raw id."""
+        key = str(int(topic_id))
+        if self._group_names.get(key) != name:
+            self._group_names[key] = name
+            self._changed()
 
     def messages(self, conversation: ConversationId | None = None) -> tuple[ChatEntry, ...]:
         """The kept history of a conversation (default: the selected one), oldest first."""
@@ -317,7 +337,15 @@ class ChatModel:
     def add_outgoing(
         self, conversation: ConversationId, text: str, packet_id: PacketId, *, now_ms: int
     ) -> ChatEntry:
-        """Record an own message just sent under ``packet_id``; it is pending until acked."""
+        """Record an own message just sent under ``packet_id``; it is pending until acked.
+
+        Idempotent: the same send may be told twice (the panel's own call, and the user's
+        ``sent_messages`` stream); the second time returns the entry already recorded.
+        """
+        found = self._conversations.get(conversation)
+        index = self._find(found, packet_id) if found is not None else None
+        if found is not None and index is not None:
+            return found.messages[index]
         entry = ChatEntry(
             conversation=conversation,
             sender=self.me,
@@ -333,6 +361,14 @@ class ChatModel:
         if early is not None:
             self.apply_ack(early)
         return entry
+
+    def record_sent(self, message: P2PMessage | P2TMessage, *, now_ms: int) -> ChatEntry:
+        """An own message sent elsewhere (from code, not the panel): pending until acked."""
+        if isinstance(message, P2TMessage):
+            key = ConversationId.group(message.topic_id)
+        else:
+            key = ConversationId.p2p(message.to_account)
+        return self.add_outgoing(key, message.text, message.packet_id, now_ms=now_ms)
 
     def add_failed(
         self, conversation: ConversationId, text: str, error: str, *, now_ms: int

@@ -5,6 +5,19 @@ widget values. It never writes through ``with output:`` (after an ``await`` that
 parent message in ipywidgets 8); every update is a trait change that the widget comm carries
 to the browser, whichever thread or loop callback it happens on.
 
+The panel shows the whole conversation, whoever sent it: own messages sent from code
+(``alice.send_message(...)``) come in on the user's ``sent_messages`` stream and show pending
+until their ack, like the ones typed here.
+
+Enter sends exactly what the box shows. The text box's value reaches the kernel through
+ipywidgets' state sync, which the front end holds back while the kernel is busy, while the
+Enter key is a custom message sent at once: fast typing then Enter could send the text without
+its last keystrokes. So the panel waits until the value has settled (``submit_settle``
+seconds with no value change after the Enter) before it sends.
+
+In a notebook the panel is kept by ``mimc_rx.jupyter``: running its cell again closes the
+panel the last run made, so there is one panel (and one set of subscriptions) per cell.
+
 Rendering is coalesced: a burst of messages triggers one render per ``render_interval`` on the
 panel's scheduler (by default the asyncio loop that is running when the panel is built, which
 in a notebook is the kernel's). Without a scheduler the panel renders after every change, which
@@ -21,7 +34,7 @@ import html
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from reactivex import Observable
@@ -87,6 +100,10 @@ class ChatPanel:
             one, else the running asyncio loop, else none (immediate renders, no timeouts).
         height: CSS height of the message view.
         clock: wall clock in seconds, for the time shown on own messages before their ack.
+        submit_settle: seconds without a change of the text box's value, after Enter, before
+            the text is sent (see the module docstring). Needs a scheduler.
+        group_names: names to show for groups, by topic id; the groups the user created
+            (``user.group_names``) are named by themselves.
 
     Attributes:
         model: the ``ChatModel`` behind the view.
@@ -106,7 +123,12 @@ class ChatPanel:
         scheduler: SchedulerBase | None = None,
         height: str = "320px",
         clock: Callable[[], float] = time.time,
+        submit_settle: float = 0.15,
+        group_names: Mapping[int, str] | None = None,
     ) -> None:
+        from mimc_rx._extras import require_extra
+
+        require_extra("notebook", "ChatPanel")
         import ipywidgets as w
 
         self.user = user
@@ -124,6 +146,10 @@ class ChatPanel:
         self._rendered_version = -1
         self._render_timer: DisposableBase | None = None
         self._timers: dict[PacketId, DisposableBase] = {}
+        self._submit_settle = submit_settle
+        self._submit_timer: DisposableBase | None = None
+        for topic_id, name in (group_names or {}).items():
+            self.model.name_group(topic_id, name)
 
         self.status_view = w.HTML(layout=w.Layout(flex="1 1 auto"))
         self.conversation_list = w.Select(
@@ -194,6 +220,7 @@ class ChatPanel:
 
         self.send_button.on_click(lambda _button: self.send())
         self.text.on_msg(self._on_text_message)
+        self.text.observe(self._on_text_value, names="value")
         self.open_button.on_click(lambda _button: self._open_from_form())
         self.new_target.on_msg(self._on_new_target_message)
         self.conversation_list.observe(self._on_pick, names="index")
@@ -206,6 +233,9 @@ class ChatPanel:
             (user.group_messages, self._on_message),
             (user.disconnects, self._on_disconnect),
         ]
+        sent = getattr(user, "sent_messages", None)
+        if sent is not None:  # MIMCUser has it; a minimal ChatUser need not
+            streams.append((sent, self._on_sent))
         try:
             for stream, handler in streams:
                 self._subscriptions.add(
@@ -216,7 +246,9 @@ class ChatPanel:
         except BaseException:
             self.close()
             raise
+        self._sync_group_names()
         self._render()  # now, so the first display already shows the replayed status
+        self._keep_in_notebook()
 
     # ------------------------------------------------------------------ public API
 
@@ -232,6 +264,10 @@ class ChatPanel:
     def open_group(self, topic_id: int) -> None:
         """Start (or go back to) the conversation of group ``topic_id`` and select it."""
         self._change(lambda: self.model.open(ConversationId.group(topic_id)))
+
+    def name_group(self, topic_id: int, name: str) -> None:
+        """Show group ``topic_id`` as ``name`` in the list and the header."""
+        self._change(lambda: self.model.name_group(topic_id, name))
 
     def send(self, text: str | None = None) -> PacketId | None:
         """Send to the selected conversation: ``text``, or the text box's content (then cleared).
@@ -280,7 +316,7 @@ class ChatPanel:
             if self._closed:
                 return
             self._closed = True
-            timers = [*self._timers.values(), self._render_timer]
+            timers = [*self._timers.values(), self._render_timer, self._submit_timer]
             self._timers.clear()
             self._render_timer = None
         self._subscriptions.dispose()
@@ -334,6 +370,15 @@ class ChatPanel:
     def _on_message(self, message: P2PMessage | P2TMessage) -> None:
         self._change(lambda: self.model.receive(message))
 
+    def _on_sent(self, message: P2PMessage | P2TMessage) -> None:
+        # A send made anywhere (this panel's own sends are told here too; the model keeps
+        # one entry per packet id).
+        now_ms = int(self._clock() * 1000)
+        self._change(lambda: self.model.record_sent(message, now_ms=now_ms))
+        with self._lock:
+            if message.packet_id not in self._timers:
+                self._start_ack_timer(message.packet_id)
+
     def _on_ack(self, ack: ServerAck) -> None:
         with self._lock:
             timer = self._timers.pop(ack.packet_id, None)
@@ -350,7 +395,39 @@ class ChatPanel:
     def _on_text_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         # The Text view sends {"event": "submit"} when Enter is pressed (on_submit is deprecated).
         if content.get("event") == "submit":
+            self._submit_when_settled()
+
+    def _submit_when_settled(self) -> None:
+        """Send once the box's value has stopped changing (it may lag behind the Enter)."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._scheduler is None or self._submit_settle <= 0:
+                pending = False
+            else:
+                if self._submit_timer is not None:
+                    self._submit_timer.dispose()
+                self._submit_timer = self._scheduler.schedule_relative(
+                    self._submit_settle, lambda _scheduler, _state: self._settled_submit()
+                )
+                pending = True
+        if not pending:
             self.send()
+
+    def _settled_submit(self) -> None:
+        with self._lock:
+            self._submit_timer = None
+        try:
+            self.send()
+        except Exception:
+            log.exception("ChatPanel: send failed")
+
+    def _on_text_value(self, _change: dict[str, Any]) -> None:
+        # A keystroke that arrives after the Enter restarts the wait.
+        with self._lock:
+            waiting = self._submit_timer is not None
+        if waiting:
+            self._submit_when_settled()
 
     def _on_new_target_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         if content.get("event") == "submit":
@@ -392,7 +469,22 @@ class ChatPanel:
             if self._closed:
                 return
             mutate()
+            self._sync_group_names()
         self._request_render()
+
+    def _sync_group_names(self) -> None:
+        """Take the names of the groups the user created since (``user.group_names``)."""
+        names = getattr(self.user, "group_names", None)
+        if isinstance(names, Mapping):
+            for topic_id, name in names.items():
+                self.model.name_group(topic_id, name)
+
+    def _keep_in_notebook(self) -> None:
+        """In a notebook, replace the panel an earlier run of this cell made."""
+        from mimc_rx.jupyter import cell_key, keep
+
+        if cell_key() is not None:
+            keep(self)
 
     def _request_render(self) -> None:
         with self._lock:
@@ -432,7 +524,7 @@ class ChatPanel:
                     self.conversation_list.index = index
             finally:
                 self._syncing = False
-            self.header_view.value = render_header(model.selected)
+            self.header_view.value = render_header(model.selected, model.group_name(model.selected))
             empty = (
                 "Pick a conversation, or open one below."
                 if model.selected is None
@@ -447,6 +539,8 @@ class ChatPanel:
 
     def _start_ack_timer(self, packet_id: PacketId) -> None:
         if self._closed or self._scheduler is None or self._ack_timeout is None:
+            return
+        if packet_id in self._timers:  # told by both send() and sent_messages
             return
         timeout = self._ack_timeout
 
@@ -476,4 +570,7 @@ def _descendants(root: Any) -> list[Any]:
 
 
 def _hint(text: str) -> str:
-    return f'<span style="color:#c62828;font-size:12px;">{html.escape(text)}</span>'
+    return (
+        '<span style="color:var(--jp-error-color1,#c62828);font-size:12px;">'
+        f"{html.escape(text)}</span>"
+    )

@@ -24,6 +24,19 @@ __all__ = ["format_time", "render_header", "render_messages", "render_status"]
 
 _FONT = "font-family:var(--jp-ui-font-family,sans-serif);font-size:var(--jp-ui-font-size1,13px);"
 _MUTED = "color:var(--jp-ui-font-color2,#666);"
+# Bubbles and notes take JupyterLab's theme variables, so the light and the dark theme both
+# read well: own bubbles are the brand colour mixed into the page background (light blue on
+# white, deep blue on dark grey) under the theme's own text colour. The first declaration is
+# the fallback for a browser without color-mix().
+_OWN_BUBBLE = (
+    "background:var(--jp-layout-color3,#c8e1ff);"
+    "background:color-mix(in srgb,var(--jp-brand-color1,#1976d2) 28%,"
+    "var(--jp-layout-color1,#fff));"
+)
+_OTHER_BUBBLE = "background:var(--jp-layout-color2,#eee);"
+_PENDING = "color:var(--jp-ui-font-color2,#757575);"
+_ACKED = "color:var(--jp-success-color1,#2e7d32);"
+_FAILED = "color:var(--jp-error-color1,#c62828);"
 _BADGE_COLOURS = {
     ConnectionState.CONNECTING: "#9e9e9e",
     ConnectionState.ONLINE: "#2e7d32",
@@ -50,12 +63,16 @@ def render_status(status: ConnectionStatus, account: str) -> str:
     )
 
 
-def render_header(conversation: ConversationId | None) -> str:
-    """The title above the message view."""
+def render_header(conversation: ConversationId | None, group_name: str | None = None) -> str:
+    """The title above the message view (a group by its name when known, with its id)."""
     if conversation is None:
         title = "No conversation selected"
     elif conversation.is_group:
-        title = f"Group {conversation.target}"
+        title = (
+            f"Group {group_name} ({conversation.target})"
+            if group_name
+            else (f"Group {conversation.target}")
+        )
     else:
         title = f"Chat with {conversation.target}"
     return (
@@ -67,14 +84,12 @@ def render_header(conversation: ConversationId | None) -> str:
 def _state_note(entry: ChatEntry) -> str:
     match entry.state:
         case MessageState.PENDING:
-            return '<span class="mimc-pending" style="color:#9e9e9e;">pending&hellip;</span>'
+            return f'<span class="mimc-pending" style="{_PENDING}">pending&hellip;</span>'
         case MessageState.ACKED:
-            return (
-                f'<span class="mimc-acked" style="color:#2e7d32;">&#10003; #{entry.sequence}</span>'
-            )
+            return f'<span class="mimc-acked" style="{_ACKED}">&#10003; #{entry.sequence}</span>'
         case MessageState.FAILED:
             why = html.escape(entry.error or "failed")
-            return f'<span class="mimc-failed" style="color:#c62828;">&#10007; {why}</span>'
+            return f'<span class="mimc-failed" style="{_FAILED}">&#10007; {why}</span>'
         case MessageState.RECEIVED:
             return ""  # the sequence is in the tooltip: a received message needs no badge
     return ""  # pragma: no cover - the match is exhaustive
@@ -83,11 +98,7 @@ def _state_note(entry: ChatEntry) -> str:
 def _render_entry(entry: ChatEntry, fmt: Callable[[int], str]) -> str:
     own = entry.outgoing
     align = "flex-end" if own else "flex-start"
-    bubble = (
-        "background:var(--jp-brand-color3,#c8e1ff);"
-        if own
-        else "background:var(--jp-layout-color2,#eee);"
-    )
+    bubble = _OWN_BUBBLE if own else _OTHER_BUBBLE
     note = _state_note(entry)
     meta = (
         f'<div style="{_MUTED}font-size:11px;">'

@@ -152,3 +152,24 @@ async def test_next_message_waits_for_the_matching_one() -> None:
     with pytest.raises(TimeoutError, match=r"no message from dave for alice within 0\.01 s"):
         await user.next_message(from_account="dave", timeout=0.01)
     await user.logout()
+
+
+async def test_sent_messages_tell_every_send_and_group_names_are_remembered() -> None:
+    net = FakeNet()
+    user = make_user(net)
+    assert (await user.login()).online
+    sent: list[P2PMessage | P2TMessage] = []
+    user.sent_messages.subscribe(sent.append)
+    pid = user.send_message("bob", "from code")
+    gid = user.send_group_message(42, b"to the group")
+    assert [(m.packet_id, m.text, m.from_account) for m in sent] == [
+        (pid, "from code", "alice"),
+        (gid, "to the group", "alice"),
+    ]
+    first, second = sent
+    assert isinstance(first, P2PMessage)
+    assert first.to_account == "bob"
+    assert isinstance(second, P2TMessage)
+    assert second.topic_id == 42
+    assert user.group_names == {}
+    await user.logout()

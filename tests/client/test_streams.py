@@ -42,4 +42,4 @@ def test_user_streams_start_offline_and_complete_every_stream() -> None:
     streams.complete()
     assert ended[0] == "status"
     assert sorted(ended) == sorted(hub.name for hub in streams.all())
-    assert len(ended) == 12
+    assert len(ended) == len(UserStreams.__slots__) == 13
