@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,18 +25,9 @@ from mimc_rx.server.broker import (
 )
 from mimc_rx.testing.engines import RedisEngine
 
-TIMEOUT = 5.0 * float(os.environ.get("MIMC_TEST_TIMEOUT_SCALE", "1"))
+from .conftest import TIMEOUT, eventually
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def eventually(predicate: Callable[[], object], timeout: float = TIMEOUT) -> None:  # noqa: ASYNC109
-    """Let the loop run until ``predicate()`` is true; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout:g} s")
-        await asyncio.sleep(0.01)
 
 
 class Inbox:
