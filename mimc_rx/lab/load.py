@@ -334,6 +334,6 @@ async def _ticker(vus: Sequence[VirtualUser], ledger: Ledger, bar: Any) -> None:
                 backlog = sum(vu.backlog() for vu in vus)
                 online = sum(vu.online for vu in vus)
                 bar.set_postfix(
-                    delivered=ledger.delivered_count, backlog=backlog, online=online, refresh=False
+                    deliveries=ledger.delivered_count, backlog=backlog, online=online, refresh=False
                 )
                 bar.refresh()
