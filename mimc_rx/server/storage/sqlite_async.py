@@ -6,10 +6,9 @@ microseconds of in-memory work plus, at most, one SQLite commit), with no thread
 ``await`` inside a write. So a ``write_tick`` runs whole without another coroutine interleaving,
 and every writing method commits before it returns, as the protocol says.
 
-Until issue 10's ``(sender, packet id)`` table lands in the store, the dedup of a stored message
-is answered from the ``messages`` table (the sender's rows are reached through the
-``messages_p2p`` index, whose first column is ``from_uuid``); phase 2 switches to the store's
-own dedup method. Returned users and groups are copies, as on PostgreSQL.
+The dedup of a stored message is the store's own (issue 10's ``sent_packets`` through
+:meth:`Store.find_sent`, which also sees the rows of the tick being written). Returned users and
+groups are copies, as on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -67,7 +66,6 @@ class SQLiteStorage:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._seen: dict[tuple[int, str], tuple[int, int, int]] = {}
 
     @classmethod
     def at(cls, path: str | os.PathLike[str], *, sync_full: bool = False) -> SQLiteStorage:
@@ -97,8 +95,6 @@ class SQLiteStorage:
 
     async def write_tick(self, intents: Sequence[Intent]) -> list[Outcome]:
         """Apply a tick's intents and commit; on failure roll back and raise."""
-        # Stored messages of this tick, for a second copy of one packet id in the same tick.
-        self._seen = {}
         try:
             outcomes = [self._apply(intent) for intent in intents]
         except BaseException:
@@ -107,25 +103,13 @@ class SQLiteStorage:
         self._commit()
         return outcomes
 
-    def _original(self, sender: int, packet_id: str) -> tuple[int, int, int] | None:
-        """(sender seq, ts, recipient uuid) of a stored message of that sender and packet id."""
-        known = self._seen.get((sender, packet_id))
-        if known is not None:
-            return known
-        row = self.store._db.execute(
-            "SELECT sender_seq, ts, to_uuid FROM messages WHERE from_uuid = ? AND packet_id = ? "
-            "ORDER BY id LIMIT 1",
-            (sender, packet_id),
-        ).fetchone()
-        return None if row is None else (row[0], row[1], row[2])
-
     def _apply(self, intent: Intent) -> Outcome:
         store = self.store
         match intent:
             case P2PWrite():
                 recipient = store.ensure_user(intent.app.app_id, intent.to_account)
                 if intent.persist and (
-                    found := self._original(intent.sender.uuid, intent.packet_id)
+                    found := store.find_sent(intent.sender.uuid, intent.packet_id)
                 ):
                     return P2PWritten(
                         recipient=_copy_user(recipient),
@@ -147,12 +131,6 @@ class SQLiteStorage:
                     persist=intent.persist,
                     to_resource=intent.to_resource,
                 )
-                if intent.persist:
-                    self._seen[(sender.uuid, intent.packet_id)] = (
-                        sender_seq,
-                        intent.ts,
-                        recipient.uuid,
-                    )
                 return P2PWritten(
                     recipient=_copy_user(recipient),
                     sender_seq=sender_seq,
@@ -180,7 +158,7 @@ class SQLiteStorage:
             return P2TWritten(sender_seq=0, ts=intent.ts, refusal=Refusal.NO_TOPIC)
         if intent.sender.uuid not in topic.members:
             return P2TWritten(sender_seq=0, ts=intent.ts, refusal=Refusal.NOT_MEMBER)
-        if intent.persist and (found := self._original(intent.sender.uuid, intent.packet_id)):
+        if intent.persist and (found := store.find_sent(intent.sender.uuid, intent.packet_id)):
             return P2TWritten(sender_seq=found[0], ts=found[1], duplicate=True)
         sender_seq, sequences = store.record_p2t(
             app=intent.app,
@@ -193,8 +171,6 @@ class SQLiteStorage:
             ts=intent.ts,
             persist=intent.persist,
         )
-        if intent.persist:
-            self._seen[(intent.sender.uuid, intent.packet_id)] = (sender_seq, intent.ts, 0)
         return P2TWritten(sender_seq=sender_seq, ts=intent.ts, sequences=tuple(sequences))
 
     # ------------------------------------------------------------------ apps, users, tokens
@@ -319,8 +295,10 @@ class SQLiteStorage:
         self._commit()
 
     async def prune_dedup(self, before_ts: int) -> int:
-        """Nothing to prune: dedup reads the messages table until issue 10's table lands."""
-        return 0
+        """Forget dedup records older than ``before_ts`` (``Store.prune_sent``)."""
+        count = self.store.prune_sent(before_ts)
+        self._commit()
+        return count
 
     # ------------------------------------------------------------------ normal groups
 

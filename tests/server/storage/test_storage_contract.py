@@ -481,3 +481,16 @@ async def test_a_second_handle_continues_the_sequences(storage: Storage, opener:
     assert uc_second.sequence > uc_first.sequence
     assert await other.cursor(bob.uuid, "phone") == 0
     assert [m.packet_id for m in await other.backlog(bob.uuid, 0, 10)] == ["p1", "p2"]
+
+
+async def test_pruned_dedup_records_are_forgotten(storage: Storage) -> None:
+    alice, _ = await users(storage, "alice", "bob")
+    await one(storage, p2p(alice, "bob", "old", ts=T0))
+    await one(storage, p2p(alice, "bob", "new", ts=T0 + 10_000))
+    assert await storage.prune_dedup(T0 + 1) == 1
+    resent_old = await one(storage, p2p(alice, "bob", "old", ts=T0 + 20_000))
+    resent_new = await one(storage, p2p(alice, "bob", "new", ts=T0 + 20_000))
+    assert isinstance(resent_old, P2PWritten)
+    assert isinstance(resent_new, P2PWritten)
+    assert not resent_old.duplicate
+    assert resent_new.duplicate
