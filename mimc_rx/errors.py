@@ -14,6 +14,7 @@
     ├── TokenError                  the token fetcher failed or returned junk
     ├── SendTimeout                 no server ack in time (also a TimeoutError)
     ├── PayloadTooLarge             a payload over the protocol limit (also a ValueError)
+    ├── OutboxFull                  too many stored sends wait for their ack; nothing was sent
     └── ServerError                 the local server or an HTTP API answered with an error
 
 Exceptions carry structured fields and build their message from them, so a notebook shows
@@ -29,6 +30,7 @@ __all__ = [
     "LoginError",
     "MimcError",
     "NotLoggedIn",
+    "OutboxFull",
     "PacketError",
     "PayloadTooLarge",
     "ProtocolError",
@@ -147,6 +149,21 @@ class PayloadTooLarge(MimcError, ValueError):
         self.limit = limit
         self.unit = unit
         super().__init__(f"payload of {size} {unit} is over the limit of {limit} {unit}")
+
+
+class OutboxFull(MimcError):
+    """Too many stored sends wait for their server ack; this one was not sent.
+
+    The outbox keeps every stored message until the server acks it, to send it again after a
+    reconnect (``SessionMemory.outbox``). It is bounded: when it is full, the application is
+    sending faster than the server acks (or the server is unreachable) and should wait for
+    acks (``await user.ack(pid)``) before sending more.
+    """
+
+    def __init__(self, waiting: int, limit: int) -> None:
+        self.waiting = waiting
+        self.limit = limit
+        super().__init__(f"{waiting} stored sends wait for their ack (the outbox holds {limit})")
 
 
 class ServerError(MimcError):

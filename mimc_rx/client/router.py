@@ -20,6 +20,7 @@ from mimc_rx.protocol.events import (
     P2TMessage,
     ProtocolFailure,
     PullNotification,
+    SendExpired,
     ServerAck,
     StatusChange,
     UCDismissed,
@@ -81,5 +82,11 @@ class EventRouter:
                 streams.pull_notifications.publish(event)
             case BadPacket():
                 log.warning("bad packet from server: %s %s", event.reason, event.detail)
+            case SendExpired():
+                log.warning(
+                    "stored send %s given up unacked after %.0f s (outbox age limit)",
+                    event.packet_id,
+                    event.age,
+                )
             case StatusChange() | Kicked() | ProtocolFailure():
                 pass  # the lifecycle applies them to the connection and publishes the status

@@ -56,7 +56,12 @@ from mimc_rx.protocol.events import (
     UCMessage,
     UCQuitResult,
 )
-from mimc_rx.protocol.memory import DEFAULT_DEDUP_WINDOW, SessionMemory
+from mimc_rx.protocol.memory import (
+    DEFAULT_DEDUP_WINDOW,
+    DEFAULT_OUTBOX_AGE,
+    DEFAULT_OUTBOX_SIZE,
+    SessionMemory,
+)
 
 from .acks import DEFAULT_ACK_TIMEOUT, AckBook
 from .attempt import Connector, default_session_factory, default_transport_factory
@@ -114,6 +119,11 @@ class MIMCUser:
             offline backlog still arrives by itself; False leaves it to the application.
         dedup_window: how many delivered sequences the core remembers to drop redeliveries,
             across reconnects (the user's ``SessionMemory``).
+        outbox_size: how many stored sends may wait for their server ack; one more raises
+            ``OutboxFull``. Unacked stored sends are sent again after a reconnect, under the
+            same packet id (the server acks a packet id it already stored once).
+        outbox_age: seconds an unacked stored send keeps being sent again after reconnects;
+            then it is given up (a ``SendExpired`` on ``events``).
         ack_cache_size: how many server acks are kept for ``ack()`` calls made after the ack.
         session_factory: builds the protocol core of each connection (a ``SessionFactory``);
             inject to tune or fake it.
@@ -138,6 +148,8 @@ class MIMCUser:
         http_client: httpx.AsyncClient | None = None,
         auto_pull: bool = True,
         dedup_window: int = DEFAULT_DEDUP_WINDOW,
+        outbox_size: int = DEFAULT_OUTBOX_SIZE,
+        outbox_age: float = DEFAULT_OUTBOX_AGE,
         ack_cache_size: int = 16384,
         session_factory: SessionFactory | None = None,
         transport_factory: TransportFactory | None = None,
@@ -155,7 +167,7 @@ class MIMCUser:
         self._api_url = api_url or http_base_from_ws_url(url)
         self._http_client = http_client
         self._auto_pull = auto_pull
-        self._memory = SessionMemory(dedup_window)
+        self._memory = SessionMemory(dedup_window, outbox_size=outbox_size, outbox_age=outbox_age)
         # Packet ids of our P2P and group sends (bounded like the ack cache), so that
         # ``ack()`` of an id we never sent fails at once instead of after its timeout.
         self._sent_ids: OrderedDict[str, None] = OrderedDict()
@@ -396,11 +408,16 @@ class MIMCUser:
     ) -> PacketId:
         """Send a one-to-one message; returns its packet id at once (docs/protocol.md 6.6).
 
-        The server's ack arrives on ``server_acks``; ``await user.ack(pid)`` waits for it.
+        The server's ack arrives on ``server_acks`` (once, whichever connection brings it);
+        ``await user.ack(pid)`` waits for it. A stored message stays in the outbox until then:
+        if the connection ends first, it is sent again after the reconnect under the same
+        packet id, and the server stores it once. Do not send it again yourself. An unstored
+        one (``is_store=False``) is sent at most once: lost if the connection ends.
 
         Raises:
             NotLoggedIn: not logged in (nothing is queued).
             PayloadTooLarge: over 15360 UTF-16 code units (or 46080 bytes); nothing sent.
+            OutboxFull: a stored message while ``outbox_size`` sends wait for their ack.
         """
         session, transport, now = self._lifecycle.bound("send a message")
         pid = session.send_p2p(to_account, payload, is_store=is_store, biz_type=biz_type, now=now)
@@ -516,7 +533,8 @@ class MIMCUser:
         Returns the ``ServerAck`` (check ``ack.ok``: the server may refuse with ``err_msg``).
 
         Raises:
-            SendTimeout: no ack within ``timeout`` seconds.
+            SendTimeout: no ack within ``timeout`` seconds (a disconnect meanwhile does not end
+                the wait: the outbox sends a stored message again after the reconnect).
             LookupError: at once, when this user never sent ``packet_id`` (a typo, another
                 user's id, or one older than the last ``ack_cache_size`` sends).
         """

@@ -23,6 +23,13 @@ Theory of operation. The session behaves on the wire like the official web SDK 1
   the range is covered or an answer brings nothing of it. The range is then not acked on notice
   (the PULL would find nothing pending), and a repeated notice is answered with PULL, not with
   the SDK's blind ack of the old maxSequence: auto-pull acks only what it emitted.
+* The outbox (``SessionMemory.outbox``): a stored P2P/P2T send stays there, as the bytes that
+  went out, until its PACKET_ACK. Once bound, a session first sends again every entry an
+  earlier connection left unacked, oldest first, under the same packet id (the server answers a
+  packet id it already stored with the first ack); entries older than ``max_age`` are dropped
+  with ``SendExpired``. A full outbox refuses the send (``OutboxFull``) before anything is
+  queued. Unstored sends never enter it (at most once). An ack whose packet id was already
+  acked is not emitted again: one ``ServerAck`` per send.
 * Unlimited groups (6.12): JOIN/QUIT/MESSAGE go out as UC packets; MESSAGE_LIST is acked per
   topic before its messages are emitted; UC PING lists the joined topics every
   ``uc_ping_interval``. Unlike the SDK (10.10) the joined list has no duplicates and forgets
@@ -70,6 +77,7 @@ from mimc_rx.protocol.events import (
     PacketId,
     ProtocolFailure,
     PullNotification,
+    SendExpired,
     ServerAck,
     StatusChange,
     UCDismissed,
@@ -368,9 +376,17 @@ class ClientSession:
         biz_type: str = "",
         now: float,
     ) -> PacketId:
-        """Send a one-to-one message (6.6); returns its packet id, which the ack will carry."""
+        """Send a one-to-one message (6.6); returns its packet id, which the ack will carry.
+
+        A stored message (``is_store``) stays in the outbox until its ack (module docstring).
+
+        Raises:
+            OutboxFull: a stored send while the outbox is full; nothing is sent.
+        """
         self._require("send_p2p")
         data = check_payload(payload, P2P_TEXT_LIMIT)
+        if is_store:
+            self._memory.outbox.check_room()
         message = codec.MIMCP2PMessage(
             sender=self._me(),
             to=WireUser(app_id=self._app_id, app_account=to_account),  # 6.6: appId + account
@@ -378,7 +394,7 @@ class ClientSession:
             is_store=is_store,
             biz_type=biz_type or None,  # 6.6: absent on the wire when not given
         )
-        return self._send_body(message)
+        return self._send_body(message, keep_at=now if is_store else None)
 
     def send_p2t(
         self,
@@ -389,9 +405,11 @@ class ClientSession:
         biz_type: str = "",
         now: float,
     ) -> PacketId:
-        """Send a group message (6.7); returns its packet id."""
+        """Send a group message (6.7); returns its packet id. Stored ones use the outbox too."""
         self._require("send_p2t")
         data = check_payload(payload, P2P_TEXT_LIMIT)
+        if is_store:
+            self._memory.outbox.check_room()
         message = codec.MIMCP2TMessage(
             sender=self._me(),
             to=MIMCGroup(app_id=self._app_id, topic_id=topic_id),
@@ -399,7 +417,7 @@ class ClientSession:
             is_store=is_store,
             biz_type=biz_type or None,
         )
-        return self._send_body(message)
+        return self._send_body(message, keep_at=now if is_store else None)
 
     def send_uc(
         self,
@@ -507,12 +525,25 @@ class ClientSession:
         if status.online:
             self._state = ClientState.BOUND
             self._uc_ping_at = now + self._uc_ping_interval  # 6.4: UC PING timer starts
+            self._resend_outbox(now)
             # 6.12: a new connection is in no unlimited group; join again the ones an earlier
             # connection of this user was in (the answers come as UCJoinResult).
             for topic_id in sorted(self._memory.uc_topics):
                 self._send_uc(codec_uc.UCJoin(group=self._uc_group(topic_id)))
         else:
             self._enter_closed()
+
+    def _resend_outbox(self, now: float) -> None:
+        # The stored sends an earlier connection left unacked, oldest first, under their
+        # packet ids (6.6: header id = packet id); the server's sender dedup acks a packet it
+        # already stored with its first ack instead of storing it twice.
+        outbox = self._memory.outbox
+        for entry in outbox.expire(now):
+            self._events.append(
+                SendExpired(packet_id=PacketId(entry.packet_id), age=now - entry.queued_at)
+            )
+        for entry in outbox:
+            self._send_secmsg(entry.packet_id, entry.plain)
 
     def _on_kick(self, frame: Frame, now: float) -> None:
         # 6.13: the web SDK ignores the payload and closes; we report its strings too.
@@ -537,14 +568,16 @@ class ClientSession:
         packet = codec.decode_packet(plain)
         match packet.body:
             case codec.MIMCPacketAck() as ack:
-                self._events.append(
-                    ServerAck(
-                        packet_id=PacketId(ack.packet_id or ""),
-                        sequence=ack.sequence or 0,
-                        timestamp=ack.timestamp or 0,
-                        err_msg=ack.error_msg or "",
+                packet_id = PacketId(ack.packet_id or "")
+                if self._memory.first_ack(packet_id):  # one ServerAck per send
+                    self._events.append(
+                        ServerAck(
+                            packet_id=packet_id,
+                            sequence=ack.sequence or 0,
+                            timestamp=ack.timestamp or 0,
+                            err_msg=ack.error_msg or "",
+                        )
                     )
-                )
             case codec.MIMCPacketList() as plist:
                 self._on_packet_list(packet, plist)
             case codec_uc.UCPacket() as uc:
@@ -740,12 +773,15 @@ class ClientSession:
     def _send(self, header: Header, payload: bytes = b"") -> None:
         self._out.append(serialize_frame(Frame(header=header, payload=payload)))
 
-    def _send_body(self, body: codec.PacketBody) -> PacketId:
+    def _send_body(self, body: codec.PacketBody, *, keep_at: float | None = None) -> PacketId:
         # 6.6: packetId = header id = the id returned; SECMSG goes out unencrypted (5).
+        # With keep_at, the packet also waits in the outbox for its ack.
         assert self._token is not None
         packet_id = self._ids()
         plain = codec.encode_packet_of(body, packet_id=packet_id, package=self._token.app_package)
         self._send_secmsg(packet_id, plain)
+        if keep_at is not None:
+            self._memory.outbox.add(packet_id, plain, keep_at)
         return PacketId(packet_id)
 
     def _send_secmsg(self, header_id: str, plain: bytes) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "ProtocolFailure",
     "PullNotification",
     "PullRequested",
+    "SendExpired",
     "SequenceAcked",
     "ServerAck",
     "ServerEvent",
@@ -204,6 +205,19 @@ class PullNotification:
 
 
 @dataclass(**_frozen)
+class SendExpired:
+    """A stored send left the outbox unacked: older than its age limit, it is not sent again.
+
+    The outbox sends unacked stored messages again after a reconnect (``SessionMemory``); one
+    that waited longer than ``max_age`` seconds is given up instead, so a message is never resent
+    after the server stopped remembering its packet id (its sender dedup has a retention).
+    """
+
+    packet_id: PacketId
+    age: float
+
+
+@dataclass(**_frozen)
 class Kicked:
     """The server kicked this session (KICK, docs/protocol.md 6.13), usually for a newer login."""
 
@@ -247,6 +261,7 @@ ClientEvent = (
     | UCQuitResult
     | UCDismissed
     | PullNotification
+    | SendExpired
     | Kicked
     | ProtocolFailure
     | BadPacket

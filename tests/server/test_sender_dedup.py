@@ -59,15 +59,35 @@ async def test_a_p2p_sent_again_gets_its_first_ack_and_is_delivered_once(
     first = alice.session.send_p2p("bob", b"once", now=alice.now())
     await alice.flush()
     await alice.wait(lambda: _acks(alice, first))
+    [one] = _acks(alice, first)
+    await alice.close()
+    # The next connection sends it again under its packet id, as the client's outbox does.
+    alice = await _client(server, "alice", ids)
     ids.forced = first
     again = alice.session.send_p2p("bob", b"once", now=alice.now())
     assert again == first
     await alice.flush()
-    await alice.wait(lambda: len(_acks(alice, first)) == 2)
-    one, two = _acks(alice, first)
+    await alice.wait(lambda: _acks(alice, first))
+    [two] = _acks(alice, first)
     assert (two.sequence, two.timestamp, two.err_msg) == (one.sequence, one.timestamp, "")
     await bob.barrier()
     assert [m.payload for m in bob.of(P2PMessage)] == [b"once"]
+    await alice.close()
+    await bob.close()
+
+
+async def test_a_packet_id_sent_twice_on_one_connection_is_acked_once(server: LocalServer) -> None:
+    # The server acks both copies alike; the client core emits the ack once (one per send).
+    ids = Ids()
+    alice, bob = await _client(server, "alice", ids), await _client(server, "bob")
+    first = alice.session.send_p2p("bob", b"twice", now=alice.now())
+    ids.forced = first
+    alice.session.send_p2p("bob", b"twice", now=alice.now())
+    await alice.flush()
+    await alice.wait(lambda: alice.session.memory.duplicate_acks == 1)
+    assert len(_acks(alice, first)) == 1
+    await bob.barrier()
+    assert [m.payload for m in bob.of(P2PMessage)] == [b"twice"]
     await alice.close()
     await bob.close()
 
@@ -86,11 +106,14 @@ async def test_a_group_message_sent_again_is_delivered_once(server: LocalServer)
     first = alice.session.send_p2t(topic_id, b"group once", now=alice.now())
     await alice.flush()
     await alice.wait(lambda: _acks(alice, first))
+    [one] = _acks(alice, first)
+    await alice.close()
+    alice = await _client(server, "alice", ids)
     ids.forced = first
     alice.session.send_p2t(topic_id, b"group once", now=alice.now())
     await alice.flush()
-    await alice.wait(lambda: len(_acks(alice, first)) == 2)
-    one, two = _acks(alice, first)
+    await alice.wait(lambda: _acks(alice, first))
+    [two] = _acks(alice, first)
     assert (two.sequence, two.timestamp) == (one.sequence, one.timestamp)
     await bob.barrier()
     assert [m.payload for m in bob.of(P2TMessage)] == [b"group once"]
@@ -102,11 +125,16 @@ async def test_unstored_messages_are_not_deduplicated(server: LocalServer) -> No
     ids = Ids()
     alice, bob = await _client(server, "alice", ids), await _client(server, "bob")
     first = alice.session.send_p2p("bob", b"live", is_store=False, now=alice.now())
+    await alice.flush()
+    await alice.wait(lambda: _acks(alice, first))
+    [one] = _acks(alice, first)
+    await alice.close()
+    alice = await _client(server, "alice", ids)
     ids.forced = first
     alice.session.send_p2p("bob", b"live", is_store=False, now=alice.now())
     await alice.flush()
-    await alice.wait(lambda: len(_acks(alice, first)) == 2)
-    one, two = _acks(alice, first)
+    await alice.wait(lambda: _acks(alice, first))
+    [two] = _acks(alice, first)
     assert one.sequence != two.sequence  # at most once each: two sends, two messages
     await bob.barrier()
     assert [m.payload for m in bob.of(P2PMessage)] == [b"live", b"live"]
