@@ -34,6 +34,7 @@ from mimc_rx.protocol.codec_base import (
     scalar,
 )
 from mimc_rx.protocol.codec_uc import UCPacket
+from mimc_rx.protocol.codec_wire import varint
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -167,20 +168,11 @@ class HeaderTemplate:
         size = len(raw)
         if size < 0x80:  # the length varint is one byte (every real id)
             return b"".join((self._before, _ID_TAG, _ONE_BYTE[size], raw, self._after))
-        return b"".join((self._before, _ID_TAG, _varint(size), raw, self._after))
+        return b"".join((self._before, _ID_TAG, varint(size), raw, self._after))
 
 
 _ID_TAG: Final = b"\x3a"  # field 7 (id), wire type 2 (length-delimited)
 _ONE_BYTE: Final = tuple(bytes((i,)) for i in range(0x80))
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def decode_header(data: bytes) -> Header:
