@@ -518,10 +518,14 @@ class Hub:
             if not feed.notified:
                 self._send_backlog(conn, feed)
             self._touched.add(conn)
+            self._schedule()
         else:
+            # No commit of its own: the cursor is written with the next tick that commits (a
+            # message, a BIND) or the sweep's flush. A crash loses at most those cursors, and
+            # their messages are delivered again, which clients drop by sequence (6.9, 6.15).
+            # At a low rate this saves a commit and a loop pass per delivered frame.
             acked = min(sequence, feed.sent_through)
             self.store.advance_cursor(conn.user.uuid, conn.resource, acked)
-        self._schedule()
 
     def admit(self, conn: ClientLink, item: Delivery, *, stored: bool) -> bool:
         """Whether a live message may be pushed to ``conn`` now (module docstring, feeds).
@@ -770,6 +774,7 @@ class Hub:
             if now >= next_prune:
                 next_prune = now + _PRUNE_PERIOD
                 self._prune_sent()
+            self._schedule()  # commits the cursors that sequence acks advanced meanwhile
             for conn in list(self.connections):
                 try:
                     conn.check_writer(now)
