@@ -17,7 +17,8 @@ Theory of operation:
   (``ServerAck``) turns it ``ACKED`` with the sequence, or ``FAILED`` with the ack's error;
   the panel may also fail it after a timeout. A message that could not even be sent (the send
   raised) is recorded ``FAILED`` at once.
-* The same packet id never appears twice in a conversation: a delivery of our own group message
+* The same packet id of the same sender never appears twice in a conversation (packet ids
+  are unique per sender only): a delivery of our own group message
   (or a P2P message to ourselves) updates the entry instead of adding one.
 * ``version`` grows on every change, so a view can skip work when nothing changed.
 """
@@ -315,7 +316,7 @@ class ChatModel:
             packet_id=message.packet_id,
             sequence=message.sequence,
         )
-        index = self._find(conversation, message.packet_id)
+        index = self._find(conversation, message.packet_id, message.from_account)
         if index is not None:
             old = conversation.messages[index]
             if old.outgoing:
@@ -343,7 +344,7 @@ class ChatModel:
         ``sent_messages`` stream); the second time returns the entry already recorded.
         """
         found = self._conversations.get(conversation)
-        index = self._find(found, packet_id) if found is not None else None
+        index = self._find(found, packet_id, self.me) if found is not None else None
         if found is not None and index is not None:
             return found.messages[index]
         entry = ChatEntry(
@@ -489,11 +490,14 @@ class ChatModel:
         conversation.active_at = next(self._clock)
 
     @staticmethod
-    def _find(conversation: _Conversation, packet_id: PacketId) -> int | None:
+    def _find(conversation: _Conversation, packet_id: PacketId, sender: str) -> int | None:
+        # A packet id is unique per sender only: two web clients that send in the same
+        # millisecond with the same counter make the same id (docs/protocol.md 6.2).
         messages = conversation.messages
         # Newest first: acks and echoes concern recent messages.
         for index in range(len(messages) - 1, -1, -1):
-            if messages[index].packet_id == packet_id:
+            entry = messages[index]
+            if entry.packet_id == packet_id and entry.sender == sender:
                 return index
         return None
 
@@ -508,7 +512,7 @@ class ChatModel:
         timestamp: int | None = None,
     ) -> bool:
         conversation = self._conversations.get(key)
-        index = self._find(conversation, packet_id) if conversation is not None else None
+        index = self._find(conversation, packet_id, self.me) if conversation is not None else None
         if conversation is None or index is None:
             return False
         old = conversation.messages[index]

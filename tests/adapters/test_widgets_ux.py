@@ -136,3 +136,29 @@ def test_chat_panel_without_ipywidgets_says_what_to_install(
     monkeypatch.setitem(sys.modules, "ipywidgets", None)
     with pytest.raises(MissingExtra, match=r'pip install "mimc-rx\[notebook\]"'):
         ChatPanel(FakeUser())
+
+
+def test_the_same_packet_id_from_two_senders_is_two_messages() -> None:
+    # Web packet ids are "web" + ms + a counter: two clients sending in the same millisecond
+    # make the same id.
+    user = CodeUser()
+    panel = ChatPanel(user)
+    incoming = p2t("from carol", pid="web17000000000000")
+    user.groups.on_next(incoming)
+    user.sent_subject.on_next(
+        P2TMessage(
+            packet_id=PacketId("web17000000000000"),
+            sequence=0,
+            timestamp=2,
+            from_account="alice",
+            from_resource="r",
+            topic_id=7,
+            payload=b"from alice",
+        )
+    )
+    texts = [e.text for e in panel.model.messages(ConversationId.group(7))]
+    assert texts == ["from carol", "from alice"]
+    user.acks.on_next(ack("web17000000000000", sequence=9))
+    states = [e.state for e in panel.model.messages(ConversationId.group(7))]
+    assert states == [MessageState.RECEIVED, MessageState.ACKED]
+    panel.close()
