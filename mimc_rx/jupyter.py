@@ -29,6 +29,7 @@ IPython is imported only when something is displayed or the magic is loaded.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import html
 import inspect
@@ -339,8 +340,11 @@ class StreamOutput(DisposableBase):
 
     Made by :func:`display_stream` or ``stream.pipe(to_output())``. The output is an IPython
     display with an id, updated in place (``update_display_data``), so it stays in the cell
-    that asked whichever cell runs when a value arrives. Bursts are coalesced into one update
-    per turn of the event loop.
+    that asked whichever cell runs when a value arrives. Updates are sent from the asking
+    cell's context (ipykernel keeps the parent message in a context variable), so they are
+    attributed to that cell, not to the cell whose task happened to deliver the value (the
+    login cell, for a user's stream). Bursts are coalesced into one update per turn of the
+    event loop.
 
     Attributes:
         seen: values received in total.
@@ -372,6 +376,7 @@ class StreamOutput(DisposableBase):
         except RuntimeError:
             self._loop = None
         self._thread = threading.current_thread()
+        self._context = contextvars.copy_context()
         self._handle = display(HTML(self._render()), display_id=True)  # type: ignore[no-untyped-call]
         self._subscription = source.subscribe(self._on_next, self._on_error, self._on_completed)
 
@@ -417,9 +422,9 @@ class StreamOutput(DisposableBase):
                 return
             self._pending = True
         if threading.current_thread() is self._thread:
-            loop.call_soon(self._update)
+            loop.call_soon(self._update, context=self._context)
         else:
-            loop.call_soon_threadsafe(self._update)
+            loop.call_soon_threadsafe(self._update, context=self._context)
 
     def _update(self) -> None:
         with self._lock:
@@ -437,6 +442,9 @@ class StreamOutput(DisposableBase):
 
     def __repr__(self) -> str:
         return f"<StreamOutput {self.title!r}: {self.seen} values, {self.state}>"
+
+    def _ipython_display_(self) -> None:
+        """Nothing more to show: the output is already on screen, where it was made."""
 
 
 def display_stream(
