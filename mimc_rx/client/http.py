@@ -15,13 +15,20 @@ answer becomes a ``StatusChange(online=False, ...)``, never a crash.
 joined), authorised by the user's token; ``TopicClient`` creates and dismisses normal groups
 (8.3), enough for scripts and the demo to get a topic id for ``send_group_message``.
 
+Without an explicit ``client=``, every fetcher and REST helper of one event loop shares one
+``httpx.AsyncClient`` (``shared_client()``): making a client costs tens of milliseconds of CPU
+(its TLS context), so a thousand users logging in at once from one process would otherwise
+spend their login timeout building clients. ``close_shared_client()`` closes it.
+
 httpx exceptions never escape: they are translated to ``ServerError`` (code -1 when no HTTP
 answer came back) or ``TokenError`` at this boundary.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,7 +42,9 @@ __all__ = [
     "ProxyTokenFetcher",
     "TopicClient",
     "UCTopicClient",
+    "close_shared_client",
     "http_base_from_ws_url",
+    "shared_client",
 ]
 
 DEFAULT_TIMEOUT = 10.0
@@ -61,17 +70,47 @@ def http_base_from_ws_url(ws_url: str) -> str:
     return f"{scheme}://{url.host}{port}"
 
 
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+# Requests waiting for a pooled connection wait as long as their caller lets them (a login
+# storm queues hundreds); connecting, reading and writing keep their own timeouts.
+_SHARED_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+
+
+def shared_client() -> httpx.AsyncClient:
+    """The ``httpx.AsyncClient`` the fetchers and REST helpers of the running loop share."""
+    loop = asyncio.get_running_loop()
+    client = _SHARED.get(loop)
+    if client is None or client.is_closed:
+        client = _SHARED[loop] = httpx.AsyncClient(
+            timeout=httpx.Timeout(DEFAULT_TIMEOUT, pool=None), limits=_SHARED_LIMITS
+        )
+    return client
+
+
+async def close_shared_client() -> None:
+    """Close the running loop's shared client (a later call makes a new one). Idempotent."""
+    client = _SHARED.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
+
+
 @asynccontextmanager
 async def _client(
     client: httpx.AsyncClient | None,
     timeout: float,  # noqa: ASYNC109
 ) -> AsyncIterator[httpx.AsyncClient]:
-    # Use the caller's client (connection reuse, MockTransport in tests) or a short-lived one.
-    if client is not None:
-        yield client
-        return
-    async with httpx.AsyncClient(timeout=timeout) as own:
-        yield own
+    # The caller's client (its own pool, MockTransport in tests) or the loop's shared one.
+    del timeout  # each request passes its own (see _request_timeout)
+    yield client if client is not None else shared_client()
+
+
+def _request_timeout(client: httpx.AsyncClient | None, timeout: float) -> Any:
+    """The timeout of one request: the caller's client keeps its settings, the shared one
+    gets this helper's ``timeout`` (with no limit on waiting for a pooled connection)."""
+    return httpx.USE_CLIENT_DEFAULT if client is not None else httpx.Timeout(timeout, pool=None)
 
 
 class _TokenFetcherBase:
@@ -84,7 +123,12 @@ class _TokenFetcherBase:
     async def _post(self, url: str, body: Mapping[str, Any] | None) -> bytes:
         try:
             async with _client(self._client, self._timeout) as client:
-                response = await client.post(url, json=body, headers=_JSON_HEADERS)
+                response = await client.post(
+                    url,
+                    json=body,
+                    headers=_JSON_HEADERS,
+                    timeout=_request_timeout(self._client, self._timeout),
+                )
         except httpx.HTTPError as exc:
             raise TokenError(
                 "get token failed", "token request failed", f"{type(exc).__name__}: {exc}"
@@ -107,7 +151,7 @@ class ProxyTokenFetcher(_TokenFetcherBase):
     Args:
         url: the backend endpoint.
         body: the JSON body to post; None posts no body.
-        client: an ``httpx.AsyncClient`` to reuse; by default one is made per call.
+        client: an ``httpx.AsyncClient`` to use; by default the loop's shared one.
         timeout: seconds per request.
     """
 
@@ -143,7 +187,7 @@ class AccountTokenFetcher(_TokenFetcherBase):
         app_key: the app key.
         app_secret: the app secret.
         app_account: the account to log in.
-        client: an ``httpx.AsyncClient`` to reuse; by default one is made per call.
+        client: an ``httpx.AsyncClient`` to use; by default the loop's shared one.
         timeout: seconds per request.
     """
 
@@ -206,7 +250,7 @@ class UCTopicClient:
         base_url: the HTTP base (``http_base_from_ws_url`` derives it from a websocket URL).
         token: the user's token, or a callable returning the current one (tokens change on
             each login, so ``MIMCUser`` passes a callable).
-        client: an ``httpx.AsyncClient`` to reuse; by default one is made per call.
+        client: an ``httpx.AsyncClient`` to use; by default the loop's shared one.
         timeout: seconds per request.
     """
 
@@ -234,7 +278,13 @@ class UCTopicClient:
     ) -> Any:
         try:
             async with _client(self._client, self._timeout) as client:
-                response = await client.request(method, url, headers=headers, json=body)
+                response = await client.request(
+                    method,
+                    url,
+                    headers=headers,
+                    json=body,
+                    timeout=_request_timeout(self._client, self._timeout),
+                )
         except httpx.HTTPError as exc:
             raise ServerError(-1, f"request failed: {type(exc).__name__}: {exc}") from exc
         return _unwrap(response)
@@ -272,7 +322,7 @@ class TopicClient:
         base_url: the HTTP base of the server.
         app_id: the app id (part of every path).
         token: the user's token, or a callable returning the current one.
-        client: an ``httpx.AsyncClient`` to reuse; by default one is made per call.
+        client: an ``httpx.AsyncClient`` to use; by default the loop's shared one.
         timeout: seconds per request.
     """
 

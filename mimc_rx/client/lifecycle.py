@@ -14,6 +14,12 @@ offline ``StatusChange`` when we had been online), and hands unexpected losses t
 ``Reconnector``, which schedules new attempts with backoff on the injected scheduler. Each
 attempt fetches a fresh token. A KICK or our own logout ends reconnecting for good.
 
+A first ``login()`` that fails for a transient reason (the token fetch failed, the server was
+unreachable, no BIND result in time, the connection dropped before BIND) is tried again with the
+reconnect backoff, up to ``login_retries`` more times, before ``login()`` returns the failure: a
+storm of logins, or a server restarting, must not leave users offline for good. A refusal (a bad
+token answer, BIND refused) is final at once.
+
 ``ConnectionManager`` owns the loop it runs on: the first ``login()`` binds it to the running
 loop, and everything after (timers, tasks, emissions) happens there.
 """
@@ -37,11 +43,15 @@ from .link import SessionLink
 from .reconnect import Backoff, Reconnector
 from .seams import Transport, UserSession
 from .streams import UserStreams
-from .values import OFFLINE, Disconnected, DisconnectReason, offline_status
+from .values import OFFLINE, Disconnected, DisconnectReason, Reconnecting, offline_status
 
 __all__ = ["ConnectionManager"]
 
 log = logging.getLogger(__name__)
+
+# The err_type of a failed BIND wait that another attempt may cure (_await_bind, _supervise);
+# a refusal carries the server's words.
+_TRANSIENT_BIND = frozenset({"login timeout", "disconnected"})
 
 _ABORTED = offline_status(
     "login aborted",
@@ -61,6 +71,7 @@ class ConnectionManager:
         streams: the user's streams; status, events, disconnects and reconnects are fed here.
         publish: republishes one core event on the streams (the user's ``EventRouter``).
         name: the account, for log lines.
+        login_retries: how many more attempts a first login makes after a transient failure.
     """
 
     def __init__(
@@ -73,6 +84,7 @@ class ConnectionManager:
         streams: UserStreams,
         publish: Callable[[ClientEvent], None],
         name: str,
+        login_retries: int = 3,
     ) -> None:
         self.connector = connector
         self.policy = policy
@@ -81,6 +93,8 @@ class ConnectionManager:
         self._streams = streams
         self._publish = publish
         self._name = name
+        self.login_retries = login_retries
+        self._transient = False  # the last attempt failed in a way another attempt may cure
 
         self.loop: asyncio.AbstractEventLoop | None = None
         self.link: SessionLink | None = None
@@ -211,6 +225,22 @@ class ConnectionManager:
                 if self.is_logged_in:
                     return self._streams.status.latest or OFFLINE
                 status = await self._connect_once()
+                attempt = 0
+                while self._retry_login(status, attempt):
+                    attempt += 1
+                    delay = self.policy.delay(attempt, self._rng)
+                    log.info(
+                        "login of %s failed (%s); retry %d in %.2f s",
+                        self._name,
+                        status.err_type,
+                        attempt,
+                        delay,
+                    )
+                    self._streams.reconnects.publish(Reconnecting(attempt=attempt, delay=delay))
+                    await asyncio.sleep(delay)
+                    if not self._want_online:
+                        break
+                    status = await self._connect_once()
         except asyncio.CancelledError:
             # The caller gave up (wait_for, a notebook interrupt): do not stay online for it.
             self._want_online = False
@@ -218,6 +248,17 @@ class ConnectionManager:
         if not status.online:
             self._want_online = False
         return status
+
+    def _retry_login(self, status: StatusChange, attempt: int) -> bool:
+        """Whether a failed first-login attempt is tried again (module docstring)."""
+        return (
+            not status.online
+            and self._want_online
+            and self.policy.enabled
+            and self._transient
+            and attempt < self.login_retries
+            and not self.policy.gives_up_after(attempt + 1)
+        )
 
     async def logout(self, timeout: float) -> None:  # noqa: ASYNC109
         """See ``MIMCUser.logout``."""
@@ -254,9 +295,11 @@ class ConnectionManager:
         """
         loop = self.ensure_loop()
         generation = self._generation
+        self._transient = True  # the fetch, the connect and a BIND wait without answer
         answer = await self.connector.fetch_token()
         if isinstance(answer, StatusChange):
             return self.publish_status(answer)
+        self._transient = False
         if self._generation != generation:
             return self.publish_status(_ABORTED)
         session, events, refusal = self.connector.start_session(answer, now=loop.time())
@@ -264,6 +307,7 @@ class ConnectionManager:
             self._streams.events.publish(event)
         if refusal is not None:
             return self.publish_status(refusal)  # no connection needed (6.1 step 5)
+        self._transient = True
 
         link = SessionLink(session, loop.create_future(), generation)
         opened = await self.connector.open_transport(
@@ -277,7 +321,9 @@ class ConnectionManager:
         link.transport = opened
         self.link = link
         link.supervisor = loop.create_task(self._supervise(link), name="mimc-rx supervisor")
-        return await self._await_bind(link, opened)
+        status = await self._await_bind(link, opened)
+        self._transient = not status.online and status.err_type in _TRANSIENT_BIND
+        return status
 
     async def _await_bind(self, link: SessionLink, transport: Transport) -> StatusChange:
         """The BIND result of ``link``; a timeout or a cancellation closes the transport."""

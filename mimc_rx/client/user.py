@@ -111,7 +111,12 @@ class MIMCUser:
         reconnect: a ``Backoff`` policy, True for the default one, or False for none.
         scheduler: where timers run (ack timeouts, backoff). Default: an ``AsyncIOScheduler``
             on the loop that calls ``login()``. Inject a ``TestScheduler`` for virtual time.
-        login_timeout: seconds a login attempt may take, token fetch included.
+        login_timeout: seconds the token fetch of an attempt may take, and again seconds the
+            CONN/BIND exchange may take once the websocket is open (each step its own budget,
+            so a slow token service does not eat the time of the handshake).
+        login_retries: how many more attempts a first ``login()`` makes, with the
+            ``reconnect`` backoff, after a transient failure (token fetch failed, server
+            unreachable, no BIND result in time) before it returns the failure.
         transport_options: websocket settings (keep-alive pings, timeouts).
         api_url: the HTTP base for unlimited-group REST calls; derived from ``url`` by default.
         http_client: an ``httpx.AsyncClient`` to reuse for REST calls.
@@ -143,6 +148,7 @@ class MIMCUser:
         reconnect: Backoff | bool = True,
         scheduler: abc.SchedulerBase | None = None,
         login_timeout: float = 15.0,
+        login_retries: int = 3,
         transport_options: TransportOptions | None = None,
         api_url: str | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -202,6 +208,7 @@ class MIMCUser:
             streams=self._streams,
             publish=self._router.publish,
             name=app_account,
+            login_retries=login_retries,
         )
 
     def _scheduler(self) -> abc.SchedulerBase:
@@ -338,7 +345,7 @@ class MIMCUser:
 
     @property
     def login_timeout(self) -> float:
-        """Seconds a login attempt may take, token fetch included."""
+        """Seconds the token fetch may take, and the CONN/BIND exchange after it."""
         return self._lifecycle.connector.login_timeout
 
     @property

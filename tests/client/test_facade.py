@@ -120,9 +120,18 @@ async def test_an_answer_the_core_refuses_opens_no_connection(net: FakeNet) -> N
 
 async def test_connect_failure_is_an_offline_status(net: FakeNet) -> None:
     net.connect_errors.append("cannot connect to ws://x: refused")
-    status = await make_user(net).login()
+    status = await make_user(net, login_retries=0).login()
     assert (status.online, status.err_type) == (False, "connect failed")
     assert "refused" in status.err_desc
+
+
+async def test_a_first_login_retries_a_failed_connect_with_the_backoff(net: FakeNet) -> None:
+    net.connect_errors.append("cannot connect to ws://x: refused")
+    user = make_user(net, reconnect=Backoff(initial=0.001, jitter=0.0))
+    retries: list[Reconnecting] = []
+    user.reconnects.subscribe(retries.append)
+    assert (await user.login()).online
+    assert retries == [Reconnecting(attempt=1, delay=0.001)]
 
 
 async def test_bind_refused_closes_and_reports_login_failed(net: FakeNet) -> None:
@@ -140,7 +149,7 @@ async def test_bind_refused_closes_and_reports_login_failed(net: FakeNet) -> Non
 
 async def test_login_times_out_without_a_bind_answer(net: FakeNet) -> None:
     net.bind_results.append(None)  # the server never answers BIND
-    status = await make_user(net, login_timeout=0.01).login()
+    status = await make_user(net, login_timeout=0.01, login_retries=0).login()
     assert (status.online, status.err_type) == (False, "login timeout")
 
 

@@ -13,7 +13,7 @@ import pytest
 from mimc_rx.client.reconnect import Backoff
 from mimc_rx.client.streams import first_value
 from mimc_rx.client.user import MIMCUser
-from mimc_rx.client.values import Disconnected, DisconnectReason
+from mimc_rx.client.values import Disconnected, DisconnectReason, Reconnecting
 from mimc_rx.errors import NotLoggedIn, PayloadTooLarge
 from mimc_rx.protocol.events import P2PMessage, StatusChange
 from mimc_rx.server import LocalServer, ServerConfig
@@ -152,10 +152,46 @@ async def test_login_to_a_closed_port() -> None:
         fetch = srv.token_fetcher("alice")
         answer = await fetch()
         url = srv.ws_url
-    status = await MIMCUser(
-        "alice", app_id=srv.app.app_id, token_fetcher=lambda: answer, url=url
-    ).login()
+    alice = MIMCUser(
+        "alice", app_id=srv.app.app_id, token_fetcher=lambda: answer, url=url, reconnect=FAST
+    )
+    retries: list[Reconnecting] = []
+    alice.reconnects.subscribe(retries.append)
+    status = await alice.login()
     assert (status.online, status.err_type) == (False, "connect failed")
+    assert [r.attempt for r in retries] == [1, 2, 3]  # login_retries, with the backoff
+
+
+async def test_a_first_login_that_fails_for_a_transient_reason_is_retried(
+    server: LocalServer,
+) -> None:
+    real = server.token_fetcher("alice")
+    calls = 0
+
+    async def flaky() -> Any:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise ConnectionError("token backend restarting")
+        return await real()
+
+    alice = make(server, "alice", flaky)
+    assert await alice.login() == StatusChange(online=True)
+    assert calls == 3
+    await alice.logout()
+
+
+async def test_a_refused_first_login_is_not_retried(server: LocalServer) -> None:
+    calls = 0
+
+    def refused() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return {"code": 500, "message": "no such app"}
+
+    status = await make(server, "alice", refused).login()
+    assert not status.online
+    assert calls == 1
 
 
 # ---------------------------------------------------------------- messages
