@@ -339,4 +339,9 @@ def machine_line(args: argparse.Namespace | None = None) -> str:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve-mimc"]:
-    asyncio.run(_serve_mimc(sys.argv[2]))
+    if os.environ.get("MIMC_BENCH_UVLOOP"):  # the server on uvloop (the 'speed' extra)
+        import uvloop
+
+        uvloop.run(_serve_mimc(sys.argv[2]))
+    else:
+        asyncio.run(_serve_mimc(sys.argv[2]))
