@@ -124,10 +124,29 @@ LAYERS = (
         ("mimc_rx.server",),
         # psycopg and redis: the scale-out storage and broker (issue 14), imported only by
         # the modules that implement them.
-        frozenset({"starlette", "uvicorn", "h11", "httpx", "psycopg", "psycopg_pool", "redis"}),
+        frozenset(
+            {
+                "starlette",
+                "uvicorn",
+                "h11",
+                "websockets",
+                "httpx",
+                "psycopg",
+                "psycopg_pool",
+                "redis",
+            }
+        ),
         (*CORE, "mimc_rx.server"),
     ),
     Layer("testing", ("mimc_rx.testing",), frozenset({"websockets"}), ("mimc_rx",)),
+    # The network lab drives the core over websockets (virtual users), the facade (lab users),
+    # the testing proxy and server process; its tables and plots load lazily.
+    Layer(
+        "lab",
+        ("mimc_rx.lab",),
+        frozenset({"websockets", "httpx", "pandas", "numpy", "matplotlib", "hdrhistogram", "tqdm"}),
+        ("mimc_rx",),
+    ),
     Layer("application", ("mimc_rx", "mimc_rx.__main__", "mimc_rx.demo"), reach=("mimc_rx",)),
 )
 ADAPTER_CLIENT_NAMES = {"mimc_rx", "mimc_rx.client"}
