@@ -39,9 +39,10 @@ auto-pull goes on until the backlog is drained. The one ack that may pass ``sent
 ack of a notified range's ``maxSequence``: that is how the official SDK says "I drop this range"
 (6.10), and the range then counts as sent.
 
-Senders are deduplicated by (sender uuid, packet id): a stored message sent again under its packet
-id (the client's outbox after a reconnect) is acked with its first sequence and timestamp and is
-not delivered twice; the store keeps that record for ``ServerConfig.dedup_retention``.
+Senders are deduplicated by (sender uuid, resource, packet id): a stored message sent again under
+its packet id (the client's outbox after a reconnect) is acked with its first sequence and
+timestamp and is not delivered twice; the store keeps that record for
+``ServerConfig.dedup_retention``.
 """
 
 from __future__ import annotations
@@ -603,7 +604,7 @@ class Hub:
         already, so only the ack is repeated, with the original sequence and timestamp.
         """
         assert conn.user is not None
-        original = self.store.find_sent(conn.user.uuid, packet_id)
+        original = self.store.find_sent(conn.user.uuid, packet_id, conn.resource)
         if original is None:
             return False
         sequence, timestamp = original

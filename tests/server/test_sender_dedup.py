@@ -39,10 +39,12 @@ class Ids:
         return f"id-{next(self._count)}"
 
 
-async def _client(server: LocalServer, account: str, ids: Ids | None = None) -> WireClient:
+async def _client(
+    server: LocalServer, account: str, ids: Ids | None = None, resource: str = "res-1"
+) -> WireClient:
     async with httpx.AsyncClient(base_url=server.http_url, timeout=TIMEOUT) as http:
         answer = (await login_http(http, account)).answer
-    client = WireClient(server.ws_url, account, ids=ids or Ids())
+    client = WireClient(server.ws_url, account, resource, ids=ids or Ids())
     await client.login(answer)
     return client
 
@@ -121,6 +123,26 @@ async def test_a_group_message_sent_again_is_delivered_once(server: LocalServer)
     await bob.close()
 
 
+async def test_two_devices_of_one_account_may_use_the_same_packet_id(server: LocalServer) -> None:
+    # Web packet ids are "web" + ms + a counter (docs/protocol.md 6.2): two resources of one
+    # account can make the same one. The dedup key includes the resource.
+    phone_ids, laptop_ids = Ids(), Ids()
+    phone = await _client(server, "alice", phone_ids, resource="phone")
+    laptop = await _client(server, "alice", laptop_ids, resource="laptop")
+    bob = await _client(server, "bob")
+    phone_ids.forced = laptop_ids.forced = "web17000000000001"
+    phone.session.send_p2p("bob", b"from the phone", now=phone.now())
+    laptop.session.send_p2p("bob", b"from the laptop", now=laptop.now())
+    await phone.flush()
+    await laptop.flush()
+    await phone.wait(lambda: _acks(phone, "web17000000000001"))
+    await laptop.wait(lambda: _acks(laptop, "web17000000000001"))
+    await bob.barrier()
+    assert sorted(m.payload for m in bob.of(P2PMessage)) == [b"from the laptop", b"from the phone"]
+    for client in (phone, laptop, bob):
+        await client.close()
+
+
 async def test_unstored_messages_are_not_deduplicated(server: LocalServer) -> None:
     ids = Ids()
     alice, bob = await _client(server, "alice", ids), await _client(server, "bob")
@@ -187,6 +209,8 @@ def test_store_find_sent_covers_the_open_tick_and_pruning(tmp_path: Path) -> Non
 
     old = send("old", NOW_MS)
     assert store.find_sent(alice.uuid, "old") == (old, NOW_MS)  # before the commit
+    assert store.find_sent(alice.uuid, "old", "r") == (old, NOW_MS)
+    assert store.find_sent(alice.uuid, "old", "other resource") is None
     assert store.find_sent(bob.uuid, "old") is None  # keyed by sender
     store.commit()
     new = send("new", NOW_MS + 10_000)
@@ -194,6 +218,8 @@ def test_store_find_sent_covers_the_open_tick_and_pruning(tmp_path: Path) -> Non
     store.close()
     store = Store(tmp_path / "s.db")
     assert store.find_sent(alice.uuid, "old") == (old, NOW_MS)
+    assert store.find_sent(alice.uuid, "old", "r") == (old, NOW_MS)
+    assert store.find_sent(alice.uuid, "old", "other resource") is None
     assert store.prune_sent(NOW_MS + 5_000) == 1
     store.commit()
     assert store.find_sent(alice.uuid, "old") is None

@@ -57,20 +57,23 @@ CREATE TABLE IF NOT EXISTS uc_topics (
 CREATE TABLE IF NOT EXISTS uc_members (
     topic_id INTEGER NOT NULL, uuid INTEGER NOT NULL,
     PRIMARY KEY (topic_id, uuid)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS sent_packets (
-    sender_uuid INTEGER NOT NULL, packet_id TEXT NOT NULL, message_id INTEGER NOT NULL,
-    sender_seq INTEGER NOT NULL, ts INTEGER NOT NULL,
-    PRIMARY KEY (sender_uuid, packet_id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sent_packets_ts ON sent_packets (ts);
+DROP TABLE IF EXISTS sent_packets;
+CREATE TABLE IF NOT EXISTS packet_dedup (
+    sender_uuid INTEGER NOT NULL, sender_resource TEXT NOT NULL, packet_id TEXT NOT NULL,
+    message_id INTEGER NOT NULL, sender_seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (sender_uuid, packet_id, sender_resource)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS packet_dedup_ts ON packet_dedup (ts);
 CREATE TABLE IF NOT EXISTS contact_hidden (
     uuid INTEGER NOT NULL, kind INTEGER NOT NULL, peer INTEGER NOT NULL, upto_id INTEGER NOT NULL,
     PRIMARY KEY (uuid, kind, peer)) WITHOUT ROWID;
 """
 """The whole schema, run at every open."""
 
-# sent_packets is the sender dedup record (docs/server.md, delivery guarantees): the first ack
-# of each stored (sender, packet id), kept ServerConfig.dedup_retention; files made before it
-# get it empty when they are opened.
+# packet_dedup is the sender dedup record (docs/server.md, delivery guarantees): the first ack
+# of each stored (sender, resource, packet id), kept ServerConfig.dedup_retention; files made
+# before it get it empty when they are opened. The resource is part of the key because web
+# packet ids ("web" + ms + a counter, docs/protocol.md 6.2) of two devices of one account can
+# be equal; an outbox resends from its own resource. sent_packets was its first layout.
 # messages_group serves group history only (its queries say kind = 2), so one-to-one messages,
 # the bulk of the traffic, skip it: one B-tree insert and a few WAL pages fewer per tick.
 # Files made before it have the full index messages_p2t, replaced when they are opened.

@@ -16,11 +16,11 @@ mode a commit survives the death of the server process (kill -9), not necessaril
 
 Sender dedup
 ------------
-Each stored message leaves a ``sent_packets`` row keyed by (sender uuid, packet id) with its
-sender sequence and timestamp, written in the same commit as the message. :meth:`Store.find_sent`
-finds it, so a packet sent again (a client's outbox after a lost ack, even across a server
-restart) gets its first ack back instead of a second copy. :meth:`Store.prune_sent` forgets the
-rows older than the retention (the hub's sweep calls it).
+Each stored message leaves a ``packet_dedup`` row keyed by (sender uuid, resource, packet id)
+with its sender sequence and timestamp, written in the same commit as the message.
+:meth:`Store.find_sent` finds it, so a packet sent again (a client's outbox after a lost ack,
+even across a server restart) gets its first ack back instead of a second copy.
+:meth:`Store.prune_sent` forgets the rows older than the retention (the hub's sweep calls it).
 
 Delivery state
 --------------
@@ -117,8 +117,9 @@ class Store(GroupStore):
         # instead of one per message); every read of those tables writes the buffer first.
         self._pending_messages: list[tuple[Any, ...]] = []
         self._pending_inbox: list[tuple[int, int, int]] = []
-        # (sender uuid, packet id) -> (message id, sender seq, ts), written with the messages.
-        self._pending_sent: dict[tuple[int, str], tuple[int, int, int]] = {}
+        # (sender uuid, resource, packet id) -> (message id, sender seq, ts), written with the
+        # messages.
+        self._pending_sent: dict[tuple[int, str, str], tuple[int, int, int]] = {}
         self._next_message_id = 1
         self._load()
 
@@ -165,8 +166,8 @@ class Store(GroupStore):
             self._pending_inbox.clear()
         if self._pending_sent:
             db.executemany(
-                "INSERT OR IGNORE INTO sent_packets VALUES (?, ?, ?, ?, ?)",
-                [(u, p, m, s, t) for (u, p), (m, s, t) in self._pending_sent.items()],
+                "INSERT OR IGNORE INTO packet_dedup VALUES (?, ?, ?, ?, ?, ?)",
+                [(u, r, p, m, s, t) for (u, r, p), (m, s, t) in self._pending_sent.items()],
             )
             self._pending_sent.clear()
 
@@ -412,24 +413,40 @@ class Store(GroupStore):
         )
         return row_id
 
-    def find_sent(self, sender_uuid: int, packet_id: str) -> tuple[int, int] | None:
+    def find_sent(
+        self, sender_uuid: int, packet_id: str, resource: str | None = None
+    ) -> tuple[int, int] | None:
         """The (sender sequence, timestamp) a stored packet of this sender got, or None.
 
-        Covers the rows of the open tick too (they are not written yet).
+        ``resource`` is the sending resource (the hub always gives it: two devices of one
+        account may make the same web packet id); None matches any resource. Covers the rows
+        of the open tick too (they are not written yet).
         """
-        pending = self._pending_sent.get((sender_uuid, packet_id))
+        if resource is not None:
+            pending = self._pending_sent.get((sender_uuid, resource, packet_id))
+        else:
+            pending = next(
+                (
+                    v
+                    for (u, _, p), v in self._pending_sent.items()
+                    if (u, p) == (sender_uuid, packet_id)
+                ),
+                None,
+            )
         if pending is not None:
             return pending[1], pending[2]
-        row = self._db.execute(
-            "SELECT sender_seq, ts FROM sent_packets WHERE sender_uuid = ? AND packet_id = ?",
-            (sender_uuid, packet_id),
-        ).fetchone()
+        sql = "SELECT sender_seq, ts FROM packet_dedup WHERE sender_uuid = ? AND packet_id = ?"
+        args: tuple[Any, ...] = (sender_uuid, packet_id)
+        if resource is not None:
+            sql += " AND sender_resource = ?"
+            args += (resource,)
+        row = self._db.execute(sql, args).fetchone()
         return None if row is None else (row[0], row[1])
 
     def prune_sent(self, before_ts: int) -> int:
         """Forget the dedup rows of packets stored before ``before_ts`` (ms); how many."""
         self._write_pending()
-        return self._db.execute("DELETE FROM sent_packets WHERE ts < ?", (before_ts,)).rowcount
+        return self._db.execute("DELETE FROM packet_dedup WHERE ts < ?", (before_ts,)).rowcount
 
     def add_inbox(self, entries: Iterable[tuple[int, int, int]]) -> None:
         """Add (recipient uuid, recipient sequence, message id) rows."""
@@ -471,7 +488,11 @@ class Store(GroupStore):
                 to_resource=to_resource,
             )
             self._pending_inbox.append((recipient.uuid, seq, message_id))
-            self._pending_sent[(sender.uuid, packet_id)] = (message_id, sender_seq, ts)
+            self._pending_sent[(sender.uuid, from_resource, packet_id)] = (
+                message_id,
+                sender_seq,
+                ts,
+            )
         return sender_seq, seq
 
     def record_p2t(
@@ -508,7 +529,11 @@ class Store(GroupStore):
                 sender_seq=sender_seq,
                 topic_id=topic.topic_id,
             )
-            self._pending_sent[(sender.uuid, packet_id)] = (message_id, sender_seq, ts)
+            self._pending_sent[(sender.uuid, from_resource, packet_id)] = (
+                message_id,
+                sender_seq,
+                ts,
+            )
         users, inbox = self.users, self._pending_inbox
         sequences: list[tuple[int, int]] = []
         for member in topic.members:
