@@ -129,6 +129,12 @@ class ServerConfig:
             must give up resending well before (``MIMCUser``'s outbox: an hour).
         sync_full: use ``PRAGMA synchronous=FULL`` (survives power loss) instead of ``NORMAL``
             (survives a crash of the server process, the documented guarantee).
+        storage_url: where the durable state lives: ``None`` (the server's own SQLite file,
+            ``LocalServer(db_path=...)``; in memory without one), ``sqlite:///path`` or a plain
+            path, or ``postgresql://...`` (several server processes may share it,
+            docs/scale-out.md).
+        broker_url: how server processes signal each other: ``None`` (one process,
+            ``LocalBroker``) or ``redis://...`` (several processes, docs/scale-out.md).
         clock: wall clock in seconds since the epoch; tests inject a fake one to expire tokens.
         challenges: makes the CONN challenge of each new connection (docs/protocol.md 6.1); None
             means 32 random hex characters. The BIND signature covers the challenge (6.3), so a
@@ -159,6 +165,8 @@ class ServerConfig:
     max_text_bytes: int = 4096
     dedup_retention: float = 24 * 3600.0
     sync_full: bool = False
+    storage_url: str | None = None
+    broker_url: str | None = None
     clock: Callable[[], float] = field(default=time.time)
     challenges: Callable[[], str] | None = None
 
