@@ -10,12 +10,13 @@ import pytest
 from reactivex import Observable
 from reactivex.subject import Subject
 from reactivex.testing import TestScheduler
-from test_widgets import FakeUser, ack, p2t, press_enter
 
 from mimc_rx._extras import MissingExtra
 from mimc_rx.protocol.events import P2PMessage, P2TMessage, PacketId
 from mimc_rx.widgets import ChatPanel, ConversationId, MessageState
 from mimc_rx.widgets.render import render_header, render_messages
+
+from .test_widgets import FakeUser, ack, p2t, press_enter
 
 pytest.importorskip("ipywidgets")
 
