@@ -20,8 +20,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from mimc_rx.lab.load import Endpoint, HttpTokens, LoadSpec, run_load
+from mimc_rx.lab.load import Endpoint, HttpTokens, run_load
 from mimc_rx.lab.run import LoadRun
+from mimc_rx.lab.spec import LoadSpec
 
 __all__ = ["build_parser", "format_stats", "main"]
 

@@ -18,7 +18,7 @@ from mimc_rx.lab.timing import DEFAULT_PERCENTILES, LatencyHistogram
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mimc_rx.lab.run import LoadRun
+    from mimc_rx.lab.results import RunResult
 
 __all__ = [
     "FAULT_COLUMNS",
@@ -66,7 +66,7 @@ def _ms(later: float, earlier: float) -> float:
     return (later - earlier) * 1000.0
 
 
-def messages_frame(run: LoadRun) -> pd.DataFrame:
+def messages_frame(run: RunResult) -> pd.DataFrame:
     """One row per scheduled message.
 
     Columns: ``seq``; ``user`` (the sender; categories: every account of the run) and ``to``
@@ -115,7 +115,7 @@ def messages_frame(run: LoadRun) -> pd.DataFrame:
     return frame.astype(dtypes)
 
 
-def faults_frame(run: LoadRun) -> pd.DataFrame:
+def faults_frame(run: RunResult) -> pd.DataFrame:
     """One row per fault of the run: ``kind``, ``route`` ("all" for every route or the
     server), ``start``, ``end`` (NaN while still in force at the end), ``duration``,
     ``detail``."""
@@ -159,7 +159,9 @@ def _pname(p: float) -> str:
     return "p" + f"{p:g}".replace(".", "_") + "_ms"
 
 
-def summary_frame(run: LoadRun, percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> pd.DataFrame:
+def summary_frame(
+    run: RunResult, percentiles: Sequence[float] = DEFAULT_PERCENTILES
+) -> pd.DataFrame:
     """Counts per outcome and HDR latency percentiles, overall, by kind and by user.
 
     The index is ``(by, key)``: ``("all", "all")``, ``("kind", "p2p")``, ``("user", "vu001")``.
@@ -186,7 +188,7 @@ def summary_frame(run: LoadRun, percentiles: Sequence[float] = DEFAULT_PERCENTIL
     return frame.astype({c: "int64" for c in ints})
 
 
-def compare_frame(runs: Mapping[str, LoadRun]) -> pd.DataFrame:
+def compare_frame(runs: Mapping[str, RunResult]) -> pd.DataFrame:
     """The headline figures of several runs side by side, one row per label."""
     import pandas as pd
 

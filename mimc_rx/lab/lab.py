@@ -16,7 +16,7 @@ of :meth:`NetworkLab.load`) reaches the server's websocket through a
 of them. Tokens and REST calls go to the server directly: a partition of bob's network should
 stall bob's messages, not the lab's own bookkeeping. Network faults are the proxy's (and its
 fault log); server faults (a SIGKILL and restart, expiring tokens) are the lab's own, and both
-logs merge into one list of :class:`~mimc_rx.lab.run.RunFault` spans on the loop clock, which
+logs merge into one list of :class:`~mimc_rx.lab.results.RunFault` spans on the loop clock, which
 each run shifts to its own zero.
 
 A :class:`~mimc_rx.testing.ServerProcess` (or a database path, from which the lab makes one)
@@ -35,8 +35,10 @@ import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mimc_rx.lab.load import Action, Endpoint, HttpTokens, LoadSpec, run_load
-from mimc_rx.lab.run import LoadRun, RunFault
+from mimc_rx.lab.load import Action, Endpoint, HttpTokens, run_load
+from mimc_rx.lab.results import RunFault
+from mimc_rx.lab.run import LoadRun
+from mimc_rx.lab.spec import LoadSpec
 from mimc_rx.testing import FaultKind, FaultProxy, FaultRecord, ServerProcess
 
 if TYPE_CHECKING:
@@ -314,7 +316,7 @@ class NetworkLab:
 
         The routes are named after the accounts (``vu000``, ``vu001``, ...), so
         ``lab.delay("vu003", 80)`` before or during a run (see ``actions``) shapes one user.
-        See :class:`~mimc_rx.lab.load.LoadSpec` for the arguments and
+        See :class:`~mimc_rx.lab.spec.LoadSpec` for the arguments and
         :func:`~mimc_rx.lab.load.run_load` for ``actions`` and ``progress``.
         """
         spec = LoadSpec(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from mimc_rx.lab.run import LoadRun
+    from mimc_rx.lab.results import RunResult
 
 __all__ = ["plot_cdf", "plot_latency", "plot_throughput", "shade_faults"]
 
@@ -38,7 +38,7 @@ def _axes(ax: Axes | None) -> Axes:
     return new
 
 
-def shade_faults(run: LoadRun, ax: Axes) -> None:
+def shade_faults(run: RunResult, ax: Axes) -> None:
     """Shade each fault of ``run`` on ``ax`` (x axis: run seconds)."""
     seen: set[str] = set()
     right = max(run.end, 0.0)
@@ -54,7 +54,7 @@ def shade_faults(run: LoadRun, ax: Axes) -> None:
             ax.axvspan(max(f.start, 0.0), end, color=color, alpha=0.15, label=label)
 
 
-def plot_latency(run: LoadRun, ax: Axes | None = None) -> Axes:
+def plot_latency(run: RunResult, ax: Axes | None = None) -> Axes:
     """Each delivered message's latency against its scheduled time, faults shaded.
 
     The y axis is logarithmic: a clean run sits at a few milliseconds and a partition at
@@ -76,7 +76,7 @@ def plot_latency(run: LoadRun, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_cdf(runs: Mapping[str, LoadRun], ax: Axes | None = None) -> Axes:
+def plot_cdf(runs: Mapping[str, RunResult], ax: Axes | None = None) -> Axes:
     """The delivery-latency CDF of each run, one line per label (x axis logarithmic)."""
     ax = _axes(ax)
     for label, run in runs.items():
@@ -99,7 +99,7 @@ def plot_cdf(runs: Mapping[str, LoadRun], ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_throughput(run: LoadRun, ax: Axes | None = None, bin_seconds: float = 0.5) -> Axes:
+def plot_throughput(run: RunResult, ax: Axes | None = None, bin_seconds: float = 0.5) -> Axes:
     """Messages scheduled, sent and delivered per second, in bins of ``bin_seconds``."""
     ax = _axes(ax)
     span = max(run.end, bin_seconds)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from mimc_rx.lab.results import RunFault, RunStats
 from mimc_rx.lab.schedule import MessageRecord, Outcome
 from mimc_rx.lab.timing import (
     DEFAULT_PERCENTILES,
@@ -32,75 +32,12 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
 
-    from mimc_rx.lab.load import LoadSpec
+    from mimc_rx.lab.spec import LoadSpec
 
 __all__ = ["EXACT_LIMIT", "LoadRun", "RunFault", "RunStats"]
 
 EXACT_LIMIT = 200_000
 """Runs with at most this many latencies also get exact percentiles next to the HDR ones."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunFault:
-    """A fault as an interval of a run (or of the lab's loop clock, before shifting).
-
-    Attributes:
-        kind: ``delay``, ``pause``, ``cut``, ``half-open``, ``bandwidth``, ``restart``,
-            ``expire-tokens``.
-        route: the user (proxy route) it applied to; None for everyone or the server.
-        start: when it began.
-        end: when it ended (None: still in force; equal to ``start`` for an instant).
-        detail: its parameters, readable (``80 +- 20 ms``).
-    """
-
-    kind: str
-    route: str | None
-    start: float
-    end: float | None
-    detail: str = ""
-
-    def shifted(self, by: float) -> RunFault:
-        """The same fault on a clock moved by ``by`` seconds."""
-        return replace(self, start=self.start + by, end=None if self.end is None else self.end + by)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunStats:
-    """The headline figures of a run (latencies in milliseconds, from the scheduled time).
-
-    ``p50``/``p99``/``p999``/``max`` come from the HDR histogram; the ``exact_*`` ones from
-    every sample, for runs of at most :data:`EXACT_LIMIT` messages (None above).
-    """
-
-    label: str
-    users: int
-    offered_rate: float
-    scheduled: int
-    sent: int
-    send_rate: float
-    delivered: int
-    delivery_rate: float
-    p50: float
-    p90: float
-    p99: float
-    p999: float
-    max: float
-    exact_p50: float | None
-    exact_p99: float | None
-    exact_p999: float | None
-    lost: int
-    duplicated: int
-    out_of_order: int
-    unacked: int
-    unsent: int
-    failed: int
-    partial: int
-    clock_offset_ms: float | None
-    clock_uncertainty_ms: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The figures as a plain dict (for a table or JSON)."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 def _latency(rec: MessageRecord) -> float:
