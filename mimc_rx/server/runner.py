@@ -80,6 +80,9 @@ class LocalServer:
         host: interface to listen on.
         port: TCP port; 0 picks a free one (read it back from :attr:`port`).
         config: limits, timeouts and clock.
+        reuse_port: bind with ``SO_REUSEPORT``, so several server processes on one host share
+            the port and the kernel spreads new connections over them (docs/scale-out.md);
+            they must share their storage and broker too. Linux and the BSDs only.
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class LocalServer:
         host: str = "127.0.0.1",
         port: int = 0,
         config: ServerConfig | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.db = os.fspath(db)
         self.apps: tuple[AppConfig, ...] = tuple(apps) or (DEMO_APP,)
@@ -99,6 +103,9 @@ class LocalServer:
         self.host = host
         self.port = port
         self.config = config or ServerConfig()
+        self.reuse_port = reuse_port
+        if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+            raise ValueError("SO_REUSEPORT is not available on this platform")
         self._uvicorn: Any = None
         self.guard: ConnectionGuard | None = None
         """The connection guard while running: client error counts, pending connections."""
@@ -155,6 +162,8 @@ class LocalServer:
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((self.host, self.port))
             sock.listen(512)
             sock.setblocking(False)
