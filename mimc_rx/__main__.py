@@ -3,7 +3,9 @@
 Commands:
 
 * ``serve``: run the local MIMC server until Ctrl-C or SIGTERM. It prints one line with the
-  websocket and HTTP URLs on stdout once it accepts connections; logs go to stderr.
+  websocket and HTTP URLs on stdout once it accepts connections; logs go to stderr. One process
+  on SQLite (``--db``) by default; with ``--storage postgresql://... --broker redis://...``
+  several processes share the state, and with ``--reuse-port`` one port (docs/scale-out.md).
 * ``demo``: the guided demo (implemented in :mod:`mimc_rx.demo`, imported only when asked for).
 * ``load``: an open-loop load against a MIMC server (:mod:`mimc_rx.lab.cli`, imported only
   when asked for).
@@ -14,12 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import logging
 import signal
 import sqlite3
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +40,10 @@ DESCRIPTION = (
 )
 
 DEFAULT_DB = "mimc-rx.db"
+
+_STORAGE_SCHEMES = ("postgresql://", "postgres://", "sqlite://")
+_BROKER_SCHEMES = ("redis://", "rediss://", "unix://")
+_SCALE_MODULES = {"postgresql": ("psycopg", "psycopg_pool"), "redis": ("redis",)}
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -64,6 +71,17 @@ def _app_option(spec: str) -> AppConfig:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _url_option(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if not value.startswith(schemes):
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is not a URL starting with {' or '.join(schemes)}"
+            )
+        return value
+
+    return parse
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from mimc_rx.server.config import ServerConfig
 
@@ -82,10 +100,31 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     serve.add_argument("--port", type=int, default=8080, help="TCP port; 0 picks a free one")
-    serve.add_argument(
+    where = serve.add_mutually_exclusive_group()
+    where.add_argument(
         "--db",
-        default=DEFAULT_DB,
+        default=None,
         help=f"SQLite database file (default: {DEFAULT_DB}; ':memory:' keeps nothing)",
+    )
+    where.add_argument(
+        "--storage",
+        type=_url_option(_STORAGE_SCHEMES),
+        metavar="URL",
+        help="the durable state as a URL instead of --db: postgresql://user@host:port/db, which "
+        "several server processes may share (needs the scale extra), or sqlite:///path",
+    )
+    serve.add_argument(
+        "--broker",
+        type=_url_option(_BROKER_SCHEMES),
+        metavar="URL",
+        help="how server processes signal each other: redis://host:port/db (needs the scale "
+        "extra); without it, this process alone holds the connections",
+    )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind with SO_REUSEPORT so that several serve processes share --port (the kernel "
+        "spreads connections over them); needs --storage postgresql://... and --broker",
     )
     serve.add_argument(
         "--app",
@@ -130,8 +169,17 @@ async def _serve(args: argparse.Namespace) -> int:
         token_ttl=args.token_ttl,
         idle_timeout=args.idle_timeout,
         backlog_limit=args.backlog_limit,
+        storage_url=args.storage,
+        broker_url=args.broker,
     )
-    server = LocalServer(db=args.db, apps=args.apps, host=args.host, port=args.port, config=config)
+    server = LocalServer(
+        db=args.db or DEFAULT_DB if args.storage is None else ":memory:",
+        apps=args.apps,
+        host=args.host,
+        port=args.port,
+        config=config,
+        reuse_port=args.reuse_port,
+    )
     if not args.apps:
         app = DEMO_APP
         log.info(
@@ -167,8 +215,8 @@ def _version() -> str:
     return __version__
 
 
-def _db_problem(db: str) -> str | None:
-    """Why ``--db`` cannot be opened, in one line, or None when it looks usable.
+def _db_problem(db: str, option: str = "--db") -> str | None:
+    """Why the SQLite file ``db`` cannot be opened, in one line, or None when it looks usable.
 
     Checked before the server starts, so a typo in the path is one line on stderr rather
     than a sqlite traceback from deep inside the storage layer.
@@ -177,10 +225,54 @@ def _db_problem(db: str) -> str | None:
         return None
     path = Path(db)
     if path.is_dir():
-        return f"--db {db}: is a directory, not a database file"
+        return f"{option} {db}: is a directory, not a database file"
     parent = path.parent
     if not parent.is_dir():
-        return f"--db {db}: the directory {parent} does not exist"
+        return f"{option} {db}: the directory {parent} does not exist"
+    return None
+
+
+def _db_option(args: argparse.Namespace) -> str:
+    return "--db" if args.storage is None else "--storage"
+
+
+def _engine_of(exc: BaseException) -> str | None:
+    """``psycopg`` or ``redis`` when ``exc`` (or its cause) comes from that client library."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # a short chain: the storage or broker may wrap the client's error
+        if seen is None:
+            return None
+        root = type(seen).__module__.split(".")[0]
+        if root in ("psycopg", "psycopg_pool", "redis"):
+            return "redis" if root == "redis" else "psycopg"
+        seen = seen.__cause__
+    return None
+
+
+def _sqlite_path(storage: str) -> str | None:
+    """The file of a ``sqlite://`` storage URL, or None for another engine."""
+    return storage.removeprefix("sqlite://") if storage.startswith("sqlite://") else None
+
+
+def _scale_problem(args: argparse.Namespace) -> str | None:
+    """Why the ``--storage`` / ``--broker`` / ``--reuse-port`` combination cannot work, or None."""
+    shared = args.storage is not None and _sqlite_path(args.storage) is None
+    if args.reuse_port and not (shared and args.broker):
+        return (
+            "--reuse-port: processes that share a port must share their state: "
+            "give --storage postgresql://... and --broker redis://..."
+        )
+    wanted: list[str] = []
+    if shared:
+        wanted += _SCALE_MODULES["postgresql"]
+    if args.broker:
+        wanted += _SCALE_MODULES["redis"]
+    missing = [m for m in wanted if importlib.util.find_spec(m) is None]
+    if missing:
+        return (
+            f"--storage/--broker need {', '.join(missing)}, which is not installed: "
+            'pip install "mimc-rx[scale]"'
+        )
     return None
 
 
@@ -218,17 +310,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if args.command == "serve":
-        problem = _db_problem(args.db)
+        sqlite_file = args.db or DEFAULT_DB if args.storage is None else _sqlite_path(args.storage)
+        problem = _scale_problem(args)
+        if problem is None and sqlite_file is not None:
+            problem = _db_problem(sqlite_file, _db_option(args))
         if problem is not None:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
             return 1
         try:
             return asyncio.run(_serve(args))
         except sqlite3.Error as exc:
-            print(f"{PROG}: error: --db {args.db}: {exc}", file=sys.stderr)
+            print(f"{PROG}: error: {_db_option(args)} {sqlite_file}: {exc}", file=sys.stderr)
             return 1
         except OSError as exc:
             log.error("cannot start the server: %s", exc)
+            return 1
+        except Exception as exc:
+            engine = _engine_of(exc)
+            if engine is None:
+                raise
+            # psycopg's and redis-py's errors are not OSErrors: an engine that is down or
+            # refuses us is one line too, naming the option to check.
+            option = "--storage" if engine == "psycopg" else "--broker"
+            print(f"{PROG}: error: {option}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
     return 2  # pragma: no cover - argparse rejects unknown commands
 
