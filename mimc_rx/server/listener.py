@@ -22,9 +22,9 @@ through two small subclasses that share one :class:`ConnectionGuard`:
   would log asyncio's ``socket.send() raised exception`` for every frame after the fifth.
 * **Client errors are counted, not logged one by one.** Bytes from a client must never put a
   traceback in our log, nor a line per bad frame (a log flood anyone can start). A text frame
-  with invalid UTF-8, an invalid HTTP request, a refused handshake or a timed-out one is
-  counted by kind; the counts are logged as one warning line at most every
-  :data:`SUMMARY_INTERVAL` seconds.
+  with invalid UTF-8, an invalid HTTP request, a refused or timed-out handshake, or a request
+  whose client left before its body ended (the REST helpers report it) is counted by kind;
+  the counts are logged as one warning line at most every :data:`SUMMARY_INTERVAL` seconds.
 
 uvicorn is imported here, so this module is imported only when a server starts.
 """
@@ -50,7 +50,7 @@ from mimc_rx.server.gateway import DIRECT_FRAMES
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["SUMMARY_INTERVAL", "ConnectionGuard"]
+__all__ = ["CLIENT_LEFT", "SUMMARY_INTERVAL", "ConnectionGuard"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ INVALID_HTTP = "invalid HTTP requests"
 REFUSED_HANDSHAKE = "refused websocket handshakes"
 HANDSHAKE_TIMEOUT = "handshakes timed out"
 TOO_MANY_PENDING = "connections refused: too many pending"
+CLIENT_LEFT = "requests abandoned before their body ended"
 
 # What uvicorn and websockets log, per client, about a client's mistake: (level, start of the
 # message) -> the kind counted instead.

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from mimc_rx.server.gateway import Gateway, Receive, Scope, Send
 from mimc_rx.server.hub import Hub
-from mimc_rx.server.rest_common import failure, hub_of, json_body, success
+from mimc_rx.server.rest_common import ClientLeft, failure, hub_of, json_body, success
 from mimc_rx.server.rest_contacts import routes as contact_routes
 from mimc_rx.server.rest_history import routes as history_routes
 from mimc_rx.server.rest_push import routes as push_routes
@@ -33,6 +33,12 @@ async def _on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     log.debug("%s %s refused: %s", request.method, request.url.path, exc)
     return failure(exc.code, exc.message)
+
+
+async def _on_client_left(request: Request, exc: Exception) -> Response:
+    # The client is gone (counted by the connection guard): nothing to answer, nothing to log.
+    # Handled here, not by the catch-all below, whose exceptions starlette re-raises to uvicorn.
+    return Response(status_code=400)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
@@ -92,7 +98,11 @@ class MimcAsgiApp:
         self.gateway = Gateway(hub)
         self.http = Starlette(
             routes=_routes(),
-            exception_handlers={ApiError: _on_api_error, Exception: _on_unexpected},
+            exception_handlers={
+                ApiError: _on_api_error,
+                ClientLeft: _on_client_left,
+                Exception: _on_unexpected,
+            },
         )
         self.http.state.hub = hub
 

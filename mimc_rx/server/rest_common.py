@@ -16,14 +16,23 @@ import asyncio
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from mimc_rx.server.auth import Caller
 from mimc_rx.server.hub import Hub
 from mimc_rx.server.validation import ApiError
 
-__all__ = ["caller", "failure", "hub_of", "json_body", "success"]
+__all__ = ["ClientLeft", "caller", "failure", "hub_of", "json_body", "success"]
+
+
+class ClientLeft(Exception):
+    """The client closed its connection before its request body was complete.
+
+    Nobody is left to answer and it is no fault of ours: the application answers nothing and
+    logs nothing (a login storm's clients give up by the hundred). The server counts it in its
+    connection guard when one is installed as the app state's ``client_left`` callable.
+    """
 
 
 def success(data: Any = None) -> JSONResponse:
@@ -70,6 +79,11 @@ async def _read_body(request: Request) -> bytes:
                 chunks.append(chunk)
     except TimeoutError:
         raise ApiError(408, "the body did not arrive in time") from None
+    except ClientDisconnect:
+        client_left = getattr(request.app.state, "client_left", None)
+        if client_left is not None:
+            client_left()
+        raise ClientLeft from None
     return b"".join(chunks)
 
 

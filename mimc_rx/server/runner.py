@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -152,7 +153,7 @@ class LocalServer:
             raise RuntimeError("the server is already started")
         from mimc_rx.server.auth import TokenService
         from mimc_rx.server.hub import Hub
-        from mimc_rx.server.listener import ConnectionGuard
+        from mimc_rx.server.listener import CLIENT_LEFT, ConnectionGuard
         from mimc_rx.server.rest import build_app
         from mimc_rx.server.storage import Store
 
@@ -182,7 +183,9 @@ class LocalServer:
         hub.start()
         self.hub = hub
         self.guard = ConnectionGuard(self.config, hub.unbound)
-        self._uvicorn = _make_uvicorn_server(build_app(hub), self.guard)
+        asgi = build_app(hub)
+        asgi.http.state.client_left = functools.partial(self.guard.client_error, CLIENT_LEFT)
+        self._uvicorn = _make_uvicorn_server(asgi, self.guard)
         self._task = asyncio.get_running_loop().create_task(
             self._uvicorn.serve(sockets=[sock]), name=f"mimc-rx server :{self.port}"
         )

@@ -22,6 +22,7 @@ from uvicorn.server import ServerState
 
 from mimc_rx.server import LocalServer, ServerConfig
 from mimc_rx.server.listener import (
+    CLIENT_LEFT,
     HANDSHAKE_TIMEOUT,
     INVALID_UTF8,
     REFUSED_HANDSHAKE,
@@ -217,3 +218,29 @@ async def test_no_frame_is_written_to_a_closing_transport() -> None:
     with pytest.raises(ClientDisconnected):
         await protocol.send({"type": "websocket.send", "bytes": b"frame"})
     assert transport.written == []
+
+
+# ---------------------------------------------------------------------------- bodies cut short
+
+
+async def test_a_client_that_leaves_mid_body_leaves_no_traceback(
+    quick: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A token client that gives up mid-request (a login storm's timeout): it promised more body
+    # than it sent, then closed. starlette raises ClientDisconnect while the body is read.
+    caplog.set_level(logging.DEBUG)
+    _, writer = await _open(quick)
+    writer.write(
+        b"POST /api/account/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 400\r\n\r\n{"appId": "1'
+    )
+    await writer.drain()
+    await asyncio.sleep(0.05)  # the route is reading the body now
+    writer.close()
+    await writer.wait_closed()
+    assert quick.guard is not None
+    await eventually(lambda: quick.guard is not None and quick.guard.errors[CLIENT_LEFT] == 1)
+    # A barrier: a later request has been answered, so the first one's handling is over.
+    async with httpx.AsyncClient(base_url=quick.http_url) as http:
+        assert (await http.get("/api/status")).json()["code"] == 200
+    _no_tracebacks(caplog)
