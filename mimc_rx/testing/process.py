@@ -18,6 +18,15 @@ Readiness is the ``serve`` command's own signal: it prints ``mimc-rx server read
 chosen port, which every later start reuses. The child's stdout and stderr go to one log file
 (appended across restarts) that a test can read. No thread is used: the child is polled from
 the event loop.
+
+Several processes on shared state (issue 14, docs/scale-out.md): a ``ServerProcess`` may run on
+a storage URL and a broker URL instead of a SQLite file, and :class:`ServerCluster` starts
+``count`` of them on the same PostgreSQL database and Redis, each on its own port (a test pins
+alice to one process and bob to another) or all on one port with ``SO_REUSEPORT``::
+
+    async with ServerCluster(3, storage_url=dsn, broker_url=redis_url, log_dir=tmp_path) as nodes:
+        alice_url, bob_url = nodes[0].ws_url, nodes[1].ws_url
+        await nodes[0].kill()      # the others keep serving; its presence expires in Redis
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import signal
 import subprocess
 import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -39,7 +48,7 @@ if TYPE_CHECKING:
     from mimc_rx import AccountTokenFetcher
     from mimc_rx.server.config import AppConfig
 
-__all__ = ["ServerProcess", "ServerStartError"]
+__all__ = ["ServerCluster", "ServerProcess", "ServerStartError"]
 
 _READY = re.compile(r"mimc-rx server ready: ws://(?P<netloc>\S+?)/ ")
 _POLL = 0.02
@@ -71,13 +80,18 @@ class ServerProcess:
     """``python -m mimc_rx serve`` in a child process, restartable on the same port and database.
 
     Args:
-        db_path: the SQLite file; it outlives every kill and restart.
+        db_path: the SQLite file; it outlives every kill and restart. None with ``storage_url``.
         port: the TCP port; 0 lets the first start pick one, kept for every restart.
         host: the interface to listen on.
         apps: the apps to serve; the demo app when empty.
         log_path: where the child's stdout and stderr go (appended); by default next to the
-            database as ``<db name>.log``.
+            database as ``<db name>.log`` (required with ``storage_url``).
         extra_args: more ``serve`` options, e.g. ``["--idle-timeout", "5"]``.
+        storage_url: ``serve --storage``: e.g. a ``postgresql://`` URL that other processes
+            share, instead of ``db_path``.
+        broker_url: ``serve --broker``: the ``redis://`` URL the processes signal through.
+        reuse_port: ``serve --reuse-port``: bind with ``SO_REUSEPORT``, so processes given the
+            same ``port`` share it.
         ready_timeout: seconds a start may take before :class:`ServerStartError`.
         python: the interpreter to run.
         env: extra environment variables for the child.
@@ -85,7 +99,7 @@ class ServerProcess:
 
     def __init__(
         self,
-        db_path: str | os.PathLike[str],
+        db_path: str | os.PathLike[str] | None = None,
         *,
         port: int = 0,
         host: str = "127.0.0.1",
@@ -95,14 +109,24 @@ class ServerProcess:
         ready_timeout: float = 30.0,
         python: str = sys.executable,
         env: dict[str, str] | None = None,
+        storage_url: str | None = None,
+        broker_url: str | None = None,
+        reuse_port: bool = False,
     ) -> None:
-        self.db_path = Path(db_path)
+        if (db_path is None) == (storage_url is None):
+            raise ValueError("give either a database file or a storage URL")
         if str(db_path) == ":memory:":
             raise ValueError("a restartable server needs a database file, not ':memory:'")
+        self.db_path = None if db_path is None else Path(db_path)
+        self.storage_url = storage_url
+        self.broker_url = broker_url
+        self.reuse_port = reuse_port
         self.port = port
         self.host = host
         self.apps = tuple(apps)
         if log_path is None:
+            if self.db_path is None:
+                raise ValueError("a server on a storage URL needs a log_path")
             log_path = self.db_path.with_name(self.db_path.name + ".log")
         self.log_path = Path(log_path)
         self.extra_args = tuple(extra_args)
@@ -115,7 +139,8 @@ class ServerProcess:
 
     def __repr__(self) -> str:
         state = f"pid {self._proc.pid}" if self.is_running and self._proc else "stopped"
-        return f"<ServerProcess {self.host}:{self.port} {state} db={str(self.db_path)!r}>"
+        where = f"db={str(self.db_path)!r}" if self.db_path else f"storage={self.storage_url!r}"
+        return f"<ServerProcess {self.host}:{self.port} {state} {where}>"
 
     # ------------------------------------------------------------------ addresses and apps
 
@@ -197,7 +222,15 @@ class ServerProcess:
 
     def _command(self) -> list[str]:
         args = [self.python, "-m", "mimc_rx", "serve", "--host", self.host]
-        args += ["--port", str(self.port), "--db", str(self.db_path)]
+        args += ["--port", str(self.port)]
+        if self.db_path is not None:
+            args += ["--db", str(self.db_path)]
+        else:
+            args += ["--storage", str(self.storage_url)]
+        if self.broker_url is not None:
+            args += ["--broker", self.broker_url]
+        if self.reuse_port:
+            args.append("--reuse-port")
         for app in self.apps:
             args += ["--app", f"{app.app_id}:{app.app_key}:{app.app_secret}:{app.package}"]
         return [*args, *self.extra_args]
@@ -296,6 +329,125 @@ class ServerProcess:
         await self.start()
 
     async def __aenter__(self) -> ServerProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class ServerCluster:
+    """``count`` server processes on one shared storage and broker (issue 14).
+
+    Args:
+        count: how many ``serve`` processes.
+        storage_url: the storage they share (``serve --storage``), e.g. a fresh PostgreSQL
+            database per test.
+        broker_url: the broker they signal through (``serve --broker``).
+        log_dir: each process logs to ``<log_dir>/node<i>.log``.
+        shared_port: all on one port with ``SO_REUSEPORT`` (the kernel picks a process for each
+            new connection); otherwise each on a port of its own, so a test can choose which
+            process a client talks to.
+        apps, extra_args, ready_timeout, env: as for :class:`ServerProcess`, for every process.
+
+    Index it (``cluster[0]``) for the processes; :attr:`ws_url` and :attr:`http_url` are the
+    first one's, which is every one's with ``shared_port``.
+    """
+
+    def __init__(
+        self,
+        count: int,
+        *,
+        storage_url: str,
+        broker_url: str,
+        log_dir: str | os.PathLike[str],
+        shared_port: bool = False,
+        apps: Sequence[AppConfig] = (),
+        extra_args: Sequence[str] = (),
+        ready_timeout: float = 30.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        if count < 1:
+            raise ValueError("a cluster has at least one process")
+        self.shared_port = shared_port
+        self.processes = [
+            ServerProcess(
+                storage_url=storage_url,
+                broker_url=broker_url,
+                reuse_port=shared_port,
+                log_path=Path(log_dir) / f"node{i}.log",
+                apps=apps,
+                extra_args=extra_args,
+                ready_timeout=ready_timeout,
+                env=env,
+            )
+            for i in range(count)
+        ]
+
+    def __repr__(self) -> str:
+        return f"<ServerCluster {self.processes!r}>"
+
+    def __len__(self) -> int:
+        return len(self.processes)
+
+    def __getitem__(self, index: int) -> ServerProcess:
+        return self.processes[index]
+
+    def __iter__(self) -> Iterator[ServerProcess]:
+        return iter(self.processes)
+
+    @property
+    def app(self) -> AppConfig:
+        """The default app, the same on every process."""
+        return self.processes[0].app
+
+    @property
+    def ws_url(self) -> str:
+        """The first process's websocket URL (everyone's with ``shared_port``)."""
+        return self.processes[0].ws_url
+
+    @property
+    def http_url(self) -> str:
+        """The first process's HTTP base URL."""
+        return self.processes[0].http_url
+
+    def urls(self) -> list[str]:
+        """Every process's websocket URL, in order."""
+        return [p.ws_url for p in self.processes]
+
+    async def start(self) -> None:
+        """Start every process; returns once all accept connections.
+
+        With ``shared_port`` the first one picks the port and the others then bind it too;
+        otherwise they all start at once (the storage's migrations take a lock of their own).
+        """
+        first, *rest = self.processes
+        try:
+            if self.shared_port:
+                await first.start()
+                for process in rest:
+                    process.port = first.port
+            else:
+                rest = self.processes
+            await asyncio.gather(*(p.start() for p in rest if not p.is_running))
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop every running process (SIGTERM, then SIGKILL)."""
+        await asyncio.gather(*(p.stop() for p in self.processes))
+
+    def tracebacks(self) -> list[str]:
+        """The traceback lines of every process's log, prefixed with the log's name."""
+        return [f"{p.log_path.name}: {line}" for p in self.processes for line in p.tracebacks()]
+
+    async def __aenter__(self) -> ServerCluster:
         await self.start()
         return self
 
