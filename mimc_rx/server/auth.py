@@ -17,7 +17,8 @@ from enum import Enum
 from typing import Any
 
 from mimc_rx.server.config import AppConfig, ServerConfig
-from mimc_rx.server.storage import Store, User
+from mimc_rx.server.storage import User
+from mimc_rx.server.storage.interface import Storage
 from mimc_rx.server.validation import ApiError, parse_id, parse_text
 
 __all__ = [
@@ -55,7 +56,7 @@ class TokenService:
     """Issues and checks tokens for the configured apps.
 
     Args:
-        store: where users and tokens live.
+        storage: where users and tokens live.
         apps: the configured apps by id; tokens are issued for these only.
         config: token lifetime and clock.
         fe_domain: the ``feDomainName`` reported in token answers (only TCP SDKs use it).
@@ -63,13 +64,13 @@ class TokenService:
 
     def __init__(
         self,
-        store: Store,
+        storage: Storage,
         apps: Mapping[int, AppConfig],
         config: ServerConfig,
         *,
         fe_domain: str = "127.0.0.1",
     ) -> None:
-        self.store = store
+        self.storage = storage
         self.apps = dict(apps)
         self.config = config
         self.fe_domain = fe_domain
@@ -77,15 +78,15 @@ class TokenService:
 
     # ------------------------------------------------------------------ token service
 
-    def issue(self, app: AppConfig, account: str) -> dict[str, Any]:
+    async def issue(self, app: AppConfig, account: str) -> dict[str, Any]:
         """Create (if needed) the user of ``account`` and give it a new token.
 
         Returns the ``data`` object of docs/protocol.md 8.1, ids as decimal strings.
         """
-        user = self.store.ensure_user(app.app_id, account)
-        return self.grant(app, user, secrets.token_urlsafe(32))
+        user = await self.storage.ensure_user(app.app_id, account)
+        return await self.grant(app, user, secrets.token_urlsafe(32))
 
-    def grant(
+    async def grant(
         self, app: AppConfig, user: User, token: str, *, ttl: float | None = None
     ) -> dict[str, Any]:
         """Register ``token`` for ``user`` (valid ``ttl`` seconds, default ``token_ttl``).
@@ -101,11 +102,11 @@ class TokenService:
             raise ValueError("a token must not be empty")
         if user.app_id != app.app_id:
             raise ValueError(f"user {user.uuid} belongs to app {user.app_id}, not {app.app_id}")
-        known = self.store.lookup_token(token)
+        known = await self.storage.lookup_token(token)
         if known is not None and known[0].uuid != user.uuid:
             raise ValueError("this token already belongs to another user")
         lifetime = self.config.token_ttl if ttl is None else ttl
-        self.store.add_token(token, user.uuid, self.config.clock() + lifetime)
+        await self.storage.add_token(token, user.uuid, self.config.clock() + lifetime)
         return {
             "appId": str(app.app_id),
             "appPackage": app.package,
@@ -118,7 +119,7 @@ class TokenService:
             "feDomainName": self.fe_domain,
         }
 
-    def issue_for_request(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def issue_for_request(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Handle ``POST /api/account/token`` (8.1): check the app credentials, then issue.
 
         Raises:
@@ -127,7 +128,7 @@ class TokenService:
         account = parse_text(
             body.get("appAccount"), "appAccount", max_bytes=self.config.max_field_bytes
         )
-        return self.issue(self.app_for_credentials(body), account)
+        return await self.issue(self.app_for_credentials(body), account)
 
     def app_for_credentials(self, body: Mapping[str, Any]) -> AppConfig:
         """The app whose ``appId``, ``appKey`` and ``appSecret`` the JSON body carries.
@@ -160,9 +161,9 @@ class TokenService:
         """
         return self.apps.get(parse_id(value, "appId"))
 
-    def resolve(self, token: str) -> tuple[TokenStatus, User | None]:
+    async def resolve(self, token: str) -> tuple[TokenStatus, User | None]:
         """Look a token up: valid (with its user), expired, or unknown."""
-        found = self.store.lookup_token(token)
+        found = await self.storage.lookup_token(token)
         if found is None:
             return TokenStatus.UNKNOWN, None
         user, expires_at = found
@@ -170,7 +171,7 @@ class TokenService:
             return TokenStatus.EXPIRED, user
         return TokenStatus.VALID, user
 
-    def authenticate(self, headers: Mapping[str, str]) -> Caller:
+    async def authenticate(self, headers: Mapping[str, str]) -> Caller:
         """Identify a REST caller from its headers (token, or app credentials + account).
 
         Raises:
@@ -178,7 +179,7 @@ class TokenService:
         """
         token = headers.get("token")
         if token:
-            status, user = self.resolve(token)
+            status, user = await self.resolve(token)
             if status is TokenStatus.EXPIRED:
                 raise ApiError(401, "token expired")
             if user is None or status is not TokenStatus.VALID:
@@ -197,7 +198,7 @@ class TokenService:
             if app is None or not _same(secret, app.app_secret):
                 raise ApiError(401, "invalid appKey or appSecret")
             parse_text(account, "the appAccount header", max_bytes=self.config.max_field_bytes)
-            return Caller(user=self.store.ensure_user(app.app_id, account), app=app)
+            return Caller(user=await self.storage.ensure_user(app.app_id, account), app=app)
         raise ApiError(
             401, "missing credentials: send a token header, or appKey, appSecret and appAccount"
         )

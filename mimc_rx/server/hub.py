@@ -48,8 +48,9 @@ timestamp and is not delivered twice; the store keeps that record for
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -76,8 +77,23 @@ from mimc_rx.protocol.events import (
 )
 from mimc_rx.protocol.server import GroupBodies, ServerSession, delivery_of
 from mimc_rx.server.auth import TokenService, TokenStatus
+from mimc_rx.server.broker import Broker, LocalBroker, Signal, SignalKind
 from mimc_rx.server.config import AppConfig, ServerConfig
+from mimc_rx.server.relay import DISMISS, decode_delivery, decode_uc, encode_delivery, encode_uc
 from mimc_rx.server.storage import Store, StoredMessage, UCTopic, User
+from mimc_rx.server.storage.interface import (
+    CursorWrite,
+    Intent,
+    Outcome,
+    P2PWrite,
+    P2PWritten,
+    P2TWrite,
+    P2TWritten,
+    Refusal,
+    Storage,
+    UCWrite,
+    UCWritten,
+)
 from mimc_rx.server.validation import utf8_longer_than
 
 __all__ = ["ClientLink", "Hub", "compound_chunks"]
@@ -177,11 +193,6 @@ ERR_LONG_RESOURCE = "toResource too long"
 UC_OK = 0
 UC_NOT_FOUND = 404
 
-# A tick that accumulates this many queued answers is flushed at once, so a flooding client
-# cannot make the others wait for its whole burst.
-_FLUSH_EARLY = 1024
-
-
 # How often the sweep forgets sender-dedup rows older than ServerConfig.dedup_retention.
 _PRUNE_PERIOD = 600.0
 
@@ -194,26 +205,44 @@ class _Feed:
     pending: bool = False
     notified: set[int] = field(default_factory=set)
     """The maxSequence of each pull notification sent here and not yet passed."""
+    missed: bool = False
+    """A live stored message was held back while ``pending``: read the storage again."""
+
+
+class _Relay:
+    """What one tick hands to other nodes (several server processes only)."""
+
+    __slots__ = ("bodies", "looks")
+
+    def __init__(self) -> None:
+        self.looks: set[int] = set()
+        """Users with new stored messages: their holders read them from storage."""
+        self.bodies: list[tuple[Signal, tuple[int, ...]]] = []
+        """Signals with a body, and the users whose holders get them."""
 
 
 class Hub:
     """Routing and storage logic shared by every connection and the HTTP APIs.
 
     Args:
-        store: the durable state.
+        storage: the durable state (:class:`~mimc_rx.server.storage.interface.Storage`).
         apps: the configured apps, by id.
         config: limits and clock.
         tokens: the token service (also used by the HTTP APIs).
+        broker: presence and signals between server processes; a private
+            :class:`~mimc_rx.server.broker.LocalBroker` (one process) by default.
     """
 
     def __init__(
         self,
-        store: Store,
+        storage: Storage,
         apps: dict[int, AppConfig],
         config: ServerConfig,
         tokens: TokenService,
+        broker: Broker | None = None,
     ) -> None:
-        self.store = store
+        self.storage = storage
+        self.broker: Broker = broker if broker is not None else LocalBroker()
         self.apps = apps
         self.config = config
         self.tokens = tokens
@@ -224,34 +253,58 @@ class Hub:
         # body once (the hub itself never looks at bytes).
         self.group_bodies = GroupBodies()
         self._bound: dict[int, dict[str, ClientLink]] = {}
+        # This tick's work in arrival order: (conn, event, intent) for a write, or
+        # (conn, ack, None) for an ack that needs no write.
+        self._ops: list[tuple[ClientLink | None, Any, Intent | None]] = []
+        self._cursor_writes: list[CursorWrite] = []
         self._acks: list[tuple[ClientLink, PacketId, int, int, str]] = []
         self._deliveries: dict[ClientLink, list[Delivery]] = {}
         self._notices: dict[ClientLink, tuple[int, int]] = {}
         self._feeds: dict[ClientLink, _Feed] = {}
         self._uc_deliveries: dict[tuple[ClientLink, int], list[UCDelivery]] = {}
         self._touched: set[ClientLink] = set()
-        self._queued = 0
         self._scheduled = False
+        self._write_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._serial: dict[ClientLink, asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
+    @property
+    def store(self) -> Store:
+        """The SQLite store under the default storage (tests and SQLite-only tools).
+
+        Raises:
+            AttributeError: the storage is not the embedded SQLite one.
+        """
+        store = getattr(self.storage, "store", None)
+        if not isinstance(store, Store):
+            raise AttributeError(f"{self.storage!r} has no SQLite store")
+        return store
+
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
-        """Bind to the running loop and start the idle sweeper."""
+    async def start(self) -> None:
+        """Bind to the running loop, join the broker and start the idle sweeper."""
         self._loop = asyncio.get_running_loop()
+        await self.broker.start(self._on_signal, self._on_resync)
         self._sweeper = self._loop.create_task(self._sweep_forever(), name="mimc-rx idle sweeper")
 
     async def close(self) -> None:
-        """Stop the sweeper, close every connection, flush and close the store."""
+        """Stop the sweeper, close every connection, write what is queued, close the engines."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
         for conn in list(self.connections):
             conn.close(1001, "server shutting down")
-        self.flush()
-        self.store.close()
+        await self.flush()
+        pending = [*self._tasks, *self._serial.values()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self.broker.close()
+        await self.storage.close()
 
     def attach(self, conn: ClientLink) -> None:
         """A websocket was accepted."""
@@ -272,14 +325,65 @@ class Hub:
                 del sessions[conn.resource]
                 if not sessions:
                     del self._bound[conn.user.uuid]
+                self._spawn(self._release(conn.user.uuid, conn.resource))
+
+    async def _release(self, uuid: int, resource: str) -> None:
+        if resource not in self._bound.get(uuid, {}):  # not logged in again meanwhile
+            await self.broker.release(uuid, resource)
 
     def sessions_of(self, uuid: int) -> Iterable[ClientLink]:
         """The bound connections of a user."""
         return self._bound.get(uuid, {}).values()
 
     def online_resources(self, uuid: int) -> list[str]:
-        """The resources a user is bound with right now."""
+        """The resources a user is bound with right now (in this process)."""
         return list(self._bound.get(uuid, {}))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _single_node(self) -> bool:
+        # One process and no other node: deliveries need no broker, and a live stored message
+        # may be pushed at once (one writer, so commit order is the order of the pushes).
+        broker = self.broker
+        return isinstance(broker, LocalBroker) and len(broker.bus.nodes) <= 1
+
+    # ------------------------------------------------------------------ per-connection reads
+
+    def _in_order(self, conn: ClientLink, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` after the connection's previous read (BIND, PULL, backlog, UC join)."""
+        previous = self._serial.get(conn)
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(self._after(conn, previous, coro))
+        self._serial[conn] = task
+        task.add_done_callback(lambda done: self._read_done(conn, done))
+
+    def _read_done(self, conn: ClientLink, task: asyncio.Task[None]) -> None:
+        if self._serial.get(conn) is task:
+            del self._serial[conn]
+
+    async def _after(
+        self,
+        conn: ClientLink,
+        previous: asyncio.Task[None] | None,
+        coro: Coroutine[Any, Any, None],
+    ) -> None:
+        try:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            await coro
+        except Exception as exc:
+            # A storage failure (an engine away): no traceback per connection; the client
+            # reconnects and is served from the cursor.
+            log.error("%s: storage read failed (%s: %s); closing", conn, type(exc).__name__, exc)
+            conn.close(1011, "internal error")
+            return
+        finally:
+            coro.close()
+        self.touch(conn)
 
     # ------------------------------------------------------------------ the tick pipeline
 
@@ -289,32 +393,93 @@ class Hub:
         self._schedule()
 
     def _schedule(self) -> None:
-        self._queued += 1
-        if self._queued >= _FLUSH_EARLY:
-            self.flush()
-        elif not self._scheduled:
+        if not self._scheduled:
             self._scheduled = True
             loop = self._loop or asyncio.get_running_loop()
-            loop.call_soon(self.flush)
+            task = loop.create_task(self._tick())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    def flush(self) -> None:
-        """Commit, then send this tick's acks and deliveries (see the module docstring)."""
-        self._scheduled = False
-        self._queued = 0
+    async def flush(self) -> None:
+        """Write what is queued and send this tick's acks and deliveries now."""
+        await self._tick()
+
+    async def _tick(self) -> None:
+        """One tick: write the intents, then ack and deliver (see the module docstring)."""
+        async with self._write_lock:
+            self._scheduled = False
+            ops, self._ops = self._ops, []
+            cursors, self._cursor_writes = self._cursor_writes, []
+            intents: list[Intent] = [op[2] for op in ops if op[2] is not None]
+            intents += cursors
+            outcomes: Sequence[Outcome] = ()
+            if intents:
+                try:
+                    outcomes = await self.storage.write_tick(intents)
+                except Exception as exc:
+                    # Nothing of this tick is stored, so nothing of it is acked: the senders
+                    # time out and send again (the dedup keeps that at exactly once).
+                    log.error(
+                        "storage write failed (%s: %s); %d writes of this tick not acked",
+                        type(exc).__name__,
+                        exc,
+                        len(intents),
+                    )
+                    ops = [op for op in ops if op[2] is None]
+            relay = None if self._single_node() else _Relay()
+            self._route(ops, outcomes, relay)
+            self._send()
+            if relay is not None and (relay.looks or relay.bodies):
+                await self._relay(relay)
+
+    async def write_now(
+        self, entries: Sequence[tuple[P2PReceived | P2TReceived, Intent]]
+    ) -> list[Outcome]:
+        """Write messages that no connection sent (the push API), then deliver them.
+
+        What is queued goes first (lower sequences). Raises what the storage raised, with
+        nothing of ``entries`` stored or delivered.
+        """
+        await self.flush()
+        async with self._write_lock:
+            outcomes = await self.storage.write_tick([intent for _, intent in entries])
+            relay = None if self._single_node() else _Relay()
+            self._route([(None, event, intent) for event, intent in entries], outcomes, relay)
+            self._send()
+        if relay is not None and (relay.looks or relay.bodies):
+            await self._relay(relay)
+        return outcomes
+
+    def _route(
+        self,
+        ops: list[tuple[ClientLink | None, Any, Intent | None]],
+        outcomes: Sequence[Outcome],
+        relay: _Relay | None,
+    ) -> None:
+        acks = self._acks
+        index = 0
+        for conn, payload, intent in ops:
+            if intent is None:
+                if conn is not None:
+                    acks.append((conn, *payload))
+                continue
+            outcome = outcomes[index]
+            index += 1
+            if isinstance(outcome, P2PWritten):
+                assert isinstance(intent, P2PWrite)
+                self._routed_p2p(conn, payload, intent, outcome, relay)
+            elif isinstance(outcome, P2TWritten):
+                assert isinstance(intent, P2TWrite)
+                self._routed_p2t(conn, payload, intent, outcome, relay)
+            elif isinstance(outcome, UCWritten):
+                assert isinstance(intent, UCWrite)
+                self._routed_uc(conn, payload, intent, outcome, relay)
+
+    def _send(self) -> None:
         acks, self._acks = self._acks, []
         deliveries, self._deliveries = self._deliveries, {}
         notices, self._notices = self._notices, {}
         uc, self._uc_deliveries = self._uc_deliveries, {}
-        try:
-            self.store.commit()
-        except Exception:
-            # Nothing of this tick is acked: senders time out and send again (at-least-once).
-            log.exception("commit failed; dropping this tick's acks and deliveries")
-            self.store.rollback()
-            for conn in {*deliveries, *notices}:
-                # Their feeds counted these deliveries as sent: start again from the cursor.
-                conn.close(1011, "internal error")
-            acks, deliveries, notices, uc = [], {}, {}, {}
         for conn, packet_id, sequence, timestamp, error in acks:
             if conn.can_send:
                 self._guarded(
@@ -325,6 +490,7 @@ class Hub:
                     timestamp=timestamp,
                     error_msg=error,
                 )
+                self._touched.add(conn)
         count, budget = self.config.compound_size, self.config.max_compound_bytes
         for conn, items in deliveries.items():
             for chunk in compound_chunks(items, count, budget):
@@ -367,7 +533,8 @@ class Hub:
     def _ack(
         self, conn: ClientLink, packet_id: PacketId, sequence: int, ts: int, error: str = ""
     ) -> None:
-        self._acks.append((conn, packet_id, sequence, ts, error))
+        # Queued in order with the tick's writes, so a connection's acks keep its order.
+        self._ops.append((conn, (packet_id, sequence, ts, error), None))
         self._touched.add(conn)
         self._schedule()
 
@@ -377,6 +544,112 @@ class Hub:
             self._deliveries[conn] = [item]
         else:
             queue.append(item)
+
+    # ------------------------------------------------------------------ other nodes
+
+    async def _relay(self, relay: _Relay) -> None:
+        """Hand this tick's messages for connections held by other nodes to those nodes."""
+        broker, me = self.broker, self.broker.node_id
+        wanted = set(relay.looks)
+        for _, uuids in relay.bodies:
+            wanted.update(uuids)
+        holders = await broker.holders(wanted)
+        looks: dict[str, list[int]] = {}
+        for uuid in relay.looks:
+            for node in set(holders.get(uuid, {}).values()):
+                if node != me:
+                    looks.setdefault(node, []).append(uuid)
+        for node, waiting in looks.items():
+            await broker.send(node, Signal(kind=SignalKind.LOOK, uuids=tuple(waiting)))
+        for signal, uuids in relay.bodies:
+            by_node: dict[str, list[int]] = {}
+            for uuid in uuids:
+                held = holders.get(uuid, {})
+                if not signal.resource:
+                    nodes = set(held.values())
+                elif signal.resource in held:
+                    nodes = {held[signal.resource]}
+                else:
+                    nodes = set()
+                for node in nodes:
+                    if node != me:
+                        by_node.setdefault(node, []).append(uuid)
+            for node, members in by_node.items():
+                await broker.send(node, dataclasses.replace(signal, uuids=tuple(members)))
+
+    def _on_signal(self, signal: Signal) -> None:
+        """A signal from another node (docs/scale-out.md)."""
+        match signal.kind:
+            case SignalKind.DELIVER:
+                self._signal_deliver(signal)
+            case SignalKind.FANOUT:
+                self._signal_fanout(signal)
+            case SignalKind.KICK:
+                for uuid in signal.uuids:
+                    conn = self._bound.get(uuid, {}).get(signal.resource)
+                    if conn is not None:
+                        log.info("%s: kicked by a newer login of the same resource", conn)
+                        conn.kick(
+                            "kick", "same-resource-login", "the same resource logged in elsewhere"
+                        )
+            case SignalKind.LOOK:
+                for uuid in signal.uuids:
+                    self._look(uuid)
+            case SignalKind.CHANGED:
+                pass  # nothing of a group is cached here: every tick reads the storage
+
+    def _on_resync(self) -> None:
+        # Signals may have been lost: every bound connection looks for stored messages.
+        for uuid in list(self._bound):
+            self._look(uuid)
+
+    def _targets(self, signal: Signal) -> Iterator[tuple[int, ClientLink]]:
+        for uuid in signal.uuids:
+            for resource, conn in self._bound.get(uuid, {}).items():
+                if signal.resource and resource != signal.resource:
+                    continue
+                if signal.exclude is not None and signal.exclude == (uuid, resource):
+                    continue
+                yield uuid, conn
+
+    def _signal_deliver(self, signal: Signal) -> None:
+        try:
+            item = decode_delivery(signal.body)
+        except ValueError as exc:
+            log.warning("DELIVER signal from %s dropped: %s", signal.origin, exc)
+            return
+        for _, conn in self._targets(signal):
+            if self.admit(conn, item, stored=False):
+                self._deliver(conn, item)
+                self.touch(conn)
+
+    def _signal_fanout(self, signal: Signal) -> None:
+        if signal.body == DISMISS:
+            for _, conn in self._targets(signal):
+                if conn.can_send:
+                    self._guarded(conn, conn.session.uc_dismiss, signal.topic_id)
+                    self.touch(conn)
+            return
+        try:
+            item = decode_uc(signal.body)
+        except ValueError as exc:
+            log.warning("FANOUT signal from %s dropped: %s", signal.origin, exc)
+            return
+        for _, conn in self._targets(signal):
+            self._uc_deliveries.setdefault((conn, signal.topic_id), []).append(item)
+            self.touch(conn)
+
+    def _look(self, uuid: int) -> None:
+        """Stored messages wait for ``uuid``: its connections read them from storage."""
+        for conn in list(self.sessions_of(uuid)):
+            feed = self._feeds.get(conn)
+            if feed is None:
+                continue
+            if feed.pending:
+                feed.missed = True  # the read in flight, or the next pull, takes them
+            else:
+                feed.pending = True
+                self._in_order(conn, self._send_backlog(conn, feed))
 
     # ------------------------------------------------------------------ events
 
@@ -392,15 +665,17 @@ class Hub:
             case BindRequested():
                 self._on_bind(conn, event)
             case PullRequested():
-                self._on_pull(conn)
+                feed = self._feeds.get(conn)
+                if conn.user is not None and feed is not None:
+                    self._in_order(conn, self._pull(conn, feed))
             case Pinged():
                 pass
             case UCMessageReceived():
                 self._on_uc_message(conn, event)
             case UCJoinRequested(topic_id=topic_id):
-                self._on_uc_join(conn, topic_id)
+                self._in_order(conn, self._uc_join(conn, topic_id))
             case UCQuitRequested(topic_id=topic_id):
-                self._on_uc_quit(conn, topic_id)
+                self._in_order(conn, self._uc_quit(conn, topic_id))
             case UCPinged():
                 # docs/protocol.md 10.10: the list may name left or unknown topics; only answer.
                 conn.session.uc_pong()
@@ -418,13 +693,18 @@ class Hub:
     # ------------------------------------------------------------------ BIND (6.3)
 
     def _on_bind(self, conn: ClientLink, event: BindRequested) -> None:
-        session = conn.session
         if utf8_longer_than(event.resource, self.config.max_field_bytes):
             # The resource names a cursor row; the SDKs use a few dozen bytes.
-            session.reject_bind("auto", "invalid-resource", "the resource is too long")
+            conn.session.reject_bind("auto", "invalid-resource", "the resource is too long")
             log.info("%s: BIND refused, resource of %d characters", conn, len(event.resource))
             return
-        status, user = self.tokens.resolve(event.token)
+        self._in_order(conn, self._bind(conn, event))
+
+    async def _bind(self, conn: ClientLink, event: BindRequested) -> None:
+        session = conn.session
+        status, user = await self.tokens.resolve(event.token)
+        if conn not in self.connections:
+            return  # gone while the token was looked up
         # docs/protocol.md 4.2: the TCP SDKs refetch a token on "token-expired" / "invalid-token".
         if status is TokenStatus.EXPIRED:
             session.reject_bind("token-expired", "token-expired", "the token has expired")
@@ -453,80 +733,112 @@ class Hub:
             # Same (uuid, resource) logged in again: the newer connection wins (issue 3).
             log.info("%s: kicked by a newer login of the same resource", older)
             older.kick("kick", "same-resource-login", "the same resource logged in elsewhere")
-        cursor = self.store.open_cursor(user.uuid, event.resource)
+        # Live stored messages wait (pending) until the backlog below is read.
+        feed = self._feeds[conn] = _Feed(sent_through=0, pending=True)
         log.info("%s: bound as %s/%s", conn, user.account, event.resource)
-        feed = self._feeds[conn] = _Feed(sent_through=cursor)
-        self._send_backlog(conn, feed)
+        self.touch(conn)  # the BIND answer goes out now
+        await self.broker.claim(user.uuid, event.resource)  # kicks a holder on another node
+        cursor = await self.storage.open_cursor(user.uuid, event.resource)
+        if self._feeds.get(conn) is not feed:
+            return
+        feed.sent_through = cursor
+        await self._send_backlog(conn, feed)
 
-    def _send_backlog(self, conn: ClientLink, feed: _Feed) -> None:
-        """Push what is stored above ``feed.sent_through``, or announce it when it is too much."""
+    async def _send_backlog(self, conn: ClientLink, feed: _Feed) -> None:
+        """Push what is stored above ``feed.sent_through``, or announce it when it is too much.
+
+        ``feed.pending`` holds live stored messages back while the storage is read; one that
+        was held back meanwhile (``feed.missed``) makes the read start again.
+        """
         assert conn.user is not None
-        count, low, high = self.store.backlog_summary(conn.user.uuid, feed.sent_through)
-        if count == 0:
-            feed.pending = False
-            return
-        if count > self.config.backlog_limit:
-            # docs/protocol.md 6.10: too many to push; the client pulls or uses the history API.
-            self._notify(conn, feed, low, high)
-            return
-        for message in self.store.backlog(conn.user.uuid, feed.sent_through, count):
-            self._deliver(conn, self._delivery_from_store(message))
-            feed.sent_through = message.seq
-        feed.pending = False
+        uuid = conn.user.uuid
+        while True:
+            feed.pending, feed.missed = True, False
+            count, low, high = await self.storage.backlog_summary(uuid, feed.sent_through)
+            if self._feeds.get(conn) is not feed:
+                return
+            if count == 0:
+                if feed.missed:
+                    continue
+                feed.pending = False
+                return
+            if count > self.config.backlog_limit:
+                # docs/protocol.md 6.10: too many to push; the client pulls or uses history.
+                self._notify(conn, feed, low, high)
+                return
+            messages = await self.storage.backlog(uuid, feed.sent_through, count)
+            if self._feeds.get(conn) is not feed:
+                return
+            self._push_stored(conn, feed, messages)
+            if not feed.missed:
+                feed.pending = False
+                return
+
+    def _push_stored(
+        self, conn: ClientLink, feed: _Feed, messages: Sequence[StoredMessage]
+    ) -> None:
+        for message in messages:
+            if message.seq > feed.sent_through:
+                self._deliver(conn, self._delivery_from_store(message))
+                feed.sent_through = message.seq
+        if messages:
+            self.touch(conn)
 
     def _notify(self, conn: ClientLink, feed: _Feed, low: int, high: int) -> None:
         # 6.10: a pull notification; live stored messages wait behind the range until pulled.
         feed.pending = True
         feed.notified.add(high)
         self._notices[conn] = (low, high)
-        self._touched.add(conn)
-        self._schedule()
+        self.touch(conn)
 
-    def _on_pull(self, conn: ClientLink) -> None:
+    async def _pull(self, conn: ClientLink, feed: _Feed) -> None:
         # docs/protocol.md 6.11: answer with ordinary COMPOUND lists of what is pending: the
         # stored messages not sent on this connection yet, oldest first.
-        feed = self._feeds.get(conn)
-        if conn.user is None or feed is None:
+        assert conn.user is not None
+        uuid, limit = conn.user.uuid, self.config.pull_limit
+        feed.pending, feed.missed = True, False
+        messages = await self.storage.backlog(uuid, feed.sent_through, limit)
+        if self._feeds.get(conn) is not feed:
             return
-        limit = self.config.pull_limit
-        messages = self.store.backlog(conn.user.uuid, feed.sent_through, limit)
-        for message in messages:
-            self._deliver(conn, self._delivery_from_store(message))
-        if messages:
-            feed.sent_through = messages[-1].seq
-            self._touched.add(conn)
-            self._schedule()
-        if len(messages) < limit:
-            feed.pending = False
-            return
-        count, low, high = self.store.backlog_summary(conn.user.uuid, feed.sent_through)
-        if count:
-            self._notify(conn, feed, low, high)  # 6.10: more is waiting; pull again
+        self._push_stored(conn, feed, messages)
+        if len(messages) >= limit:
+            count, low, high = await self.storage.backlog_summary(uuid, feed.sent_through)
+            if self._feeds.get(conn) is not feed:
+                return
+            if count:
+                self._notify(conn, feed, low, high)  # 6.10: more is waiting; pull again
+                return
+        if feed.missed:
+            await self._send_backlog(conn, feed)
         else:
             feed.pending = False
 
     def _on_sequence_ack(self, conn: ClientLink, sequence: int) -> None:
         # 6.9: "delivered up to here", but never past what this connection was sent.
         feed = self._feeds.get(conn)
-        if conn.user is None or feed is None:
+        user = conn.user
+        if user is None or feed is None:
             return
         if sequence > feed.sent_through and sequence in feed.notified:
             # 6.10: the ack of a notified maxSequence drops the range (the SDK's answer to a
             # pull notification); what was stored behind it comes next.
             feed.sent_through = sequence
             feed.notified = {high for high in feed.notified if high > sequence}
-            self.store.advance_cursor(conn.user.uuid, conn.resource, sequence)
+            self._cursor_writes.append(
+                CursorWrite(uuid=user.uuid, resource=conn.resource, sequence=sequence)
+            )
             if not feed.notified:
-                self._send_backlog(conn, feed)
-            self._touched.add(conn)
-            self._schedule()
+                self._in_order(conn, self._send_backlog(conn, feed))
+            self.touch(conn)
         else:
-            # No commit of its own: the cursor is written with the next tick that commits (a
-            # message, a BIND) or the sweep's flush. A crash loses at most those cursors, and
-            # their messages are delivered again, which clients drop by sequence (6.9, 6.15).
-            # At a low rate this saves a commit and a loop pass per delivered frame.
+            # No tick of its own: the cursor is written with the next tick that writes (a
+            # message) or the sweep's. A crash loses at most those cursors, and their messages
+            # are delivered again, which clients drop by sequence (6.9, 6.15). At a low rate
+            # this saves a commit and a loop pass per delivered frame.
             acked = min(sequence, feed.sent_through)
-            self.store.advance_cursor(conn.user.uuid, conn.resource, acked)
+            self._cursor_writes.append(
+                CursorWrite(uuid=user.uuid, resource=conn.resource, sequence=acked)
+            )
 
     def admit(self, conn: ClientLink, item: Delivery, *, stored: bool) -> bool:
         """Whether a live message may be pushed to ``conn`` now (module docstring, feeds).
@@ -543,9 +855,13 @@ class Hub:
         if feed.pending:
             # Stored: it waits behind the backlog and comes with a pull, in order. Unstored:
             # pushed now, without raising sent_through past stored messages not sent yet.
+            if stored:
+                feed.missed = True
             return not stored
         if item.sequence > feed.sent_through:
             feed.sent_through = item.sequence
+        elif stored:
+            return False  # already sent by a backlog read
         return True
 
     @staticmethod
@@ -565,52 +881,64 @@ class Hub:
         if error:
             self._ack(conn, event.packet_id, 0, now_ms, error)
             return
-        if event.is_store and self._ack_duplicate(conn, event.packet_id):
-            return
-        recipient = self.store.ensure_user(app.app_id, event.to_account)
-        sender_seq, seq = self.store.record_p2p(
+        intent = P2PWrite(
             app=app,
             packet_id=event.packet_id,
             sender=user,
             from_resource=conn.resource,
-            recipient=recipient,
+            to_account=event.to_account,
             payload=event.payload,
             biz_type=event.biz_type,
+            to_resource=event.to_resource,
             ts=now_ms,
             persist=event.is_store,
-            to_resource=event.to_resource,
         )
-        sessions = self._bound.get(recipient.uuid)
-        if sessions:
-            item = delivery_of(
-                event,
-                sequence=seq,
-                timestamp=now_ms,
-                sender=conn.peer,
-                package=app.package,
-                to_uuid=recipient.uuid,
-            )
-            for resource, target in sessions.items():
-                wanted = not event.to_resource or resource == event.to_resource
-                if wanted and self.admit(target, item, stored=event.is_store):
-                    self._deliver(target, item)
-        self._ack(conn, event.packet_id, sender_seq, now_ms)
+        self._ops.append((conn, event, intent))
+        self._touched.add(conn)
+        self._schedule()
 
-    def _ack_duplicate(self, conn: ClientLink, packet_id: PacketId) -> bool:
-        """Ack a stored packet sent again under its packet id with its first ack; True if so.
-
-        The client's outbox resends what was not acked when a connection ended, with the same
-        packet id (docs/server.md, delivery guarantees): the first copy is stored and delivered
-        already, so only the ack is repeated, with the original sequence and timestamp.
-        """
-        assert conn.user is not None
-        original = self.store.find_sent(conn.user.uuid, packet_id, conn.resource)
-        if original is None:
-            return False
-        sequence, timestamp = original
-        log.debug("%s: packet %s sent again; acked as before", conn, packet_id)
-        self._ack(conn, packet_id, sequence, timestamp)
-        return True
+    def _routed_p2p(
+        self,
+        conn: ClientLink | None,
+        event: P2PReceived,
+        intent: P2PWrite,
+        out: P2PWritten,
+        relay: _Relay | None,
+    ) -> None:
+        if out.duplicate:
+            # The client's outbox resent a stored packet whose ack was lost (docs/server.md,
+            # delivery guarantees): the first copy is stored and delivered already.
+            log.debug("%s: packet %s sent again; acked as before", conn, event.packet_id)
+        else:
+            recipient = out.recipient.uuid
+            stored = intent.persist
+            if relay is not None and stored:
+                relay.looks.add(recipient)
+                self._look(recipient)
+            else:
+                item = delivery_of(
+                    event,
+                    sequence=out.recipient_seq,
+                    timestamp=out.ts,
+                    sender=conn.peer if conn is not None else _peer_of(intent),
+                    package=intent.app.package,
+                    to_uuid=recipient,
+                )
+                sessions = self._bound.get(recipient)
+                if sessions:
+                    for resource, target in sessions.items():
+                        wanted = not intent.to_resource or resource == intent.to_resource
+                        if wanted and self.admit(target, item, stored=stored):
+                            self._deliver(target, item)
+                if relay is not None:
+                    signal = Signal(
+                        kind=SignalKind.DELIVER,
+                        resource=intent.to_resource,
+                        body=encode_delivery(item),
+                    )
+                    relay.bodies.append((signal, (recipient,)))
+        if conn is not None:
+            self._acks.append((conn, event.packet_id, out.sender_seq, out.ts, ""))
 
     def _p2p_error(self, event: P2PReceived, app: AppConfig) -> str:
         limit = self.config.max_field_bytes
@@ -641,76 +969,113 @@ class Hub:
         now_ms = self.config.now_ms()
         if user is None or app is None:
             return
-        topic = self.store.topics.get(event.topic_id)
         error = ""
         if len(event.payload) > self.config.max_payload:
             error = ERR_TOO_LARGE
-        elif topic is None or topic.app_id != app.app_id:
-            error = ERR_NO_TOPIC
-        elif user.uuid not in topic.members:
-            error = ERR_NOT_MEMBER
         error = error or self._field_error(event.packet_id, event.biz_type)
-        if error or topic is None:
+        if error:
             self._ack(conn, event.packet_id, 0, now_ms, error)
             return
-        if event.is_store and self._ack_duplicate(conn, event.packet_id):
-            return
-        sender_seq, sequences = self.store.record_p2t(
+        # The topic and the membership are checked in the tick (P2TWritten.refusal).
+        intent = P2TWrite(
             app=app,
             packet_id=event.packet_id,
             sender=user,
             from_resource=conn.resource,
-            topic=topic,
+            topic_id=event.topic_id,
             payload=event.payload,
             biz_type=event.biz_type,
             ts=now_ms,
             persist=event.is_store,
         )
-        bound = self._bound
-        for member, seq in sequences:
+        self._ops.append((conn, event, intent))
+        self._touched.add(conn)
+        self._schedule()
+
+    def _routed_p2t(
+        self,
+        conn: ClientLink | None,
+        event: P2TReceived,
+        intent: P2TWrite,
+        out: P2TWritten,
+        relay: _Relay | None,
+    ) -> None:
+        if out.refusal is not None:
+            error = ERR_NO_TOPIC if out.refusal is Refusal.NO_TOPIC else ERR_NOT_MEMBER
+            if conn is not None:
+                self._acks.append((conn, event.packet_id, 0, intent.ts, error))
+            return
+        if out.duplicate:
+            log.debug("%s: packet %s sent again; acked as before", conn, event.packet_id)
+        else:
+            self._fan_out_p2t(conn, event, intent, out, relay)
+        if conn is not None:
+            self._acks.append((conn, event.packet_id, out.sender_seq, out.ts, ""))
+
+    def _fan_out_p2t(
+        self,
+        conn: ClientLink | None,
+        event: P2TReceived,
+        intent: P2TWrite,
+        out: P2TWritten,
+        relay: _Relay | None,
+    ) -> None:
+        bound, sender, own = self._bound, intent.sender.uuid, intent.from_resource
+        peer = conn.peer if conn is not None else _peer_of(intent)
+        for member, seq in out.sequences:
+            # The sender's own copy has no inbox row: it comes with no pull.
+            stored = intent.persist and member != sender
+            if relay is not None:
+                if stored:
+                    relay.looks.add(member)
+                    self._look(member)
+                    continue
+                item = delivery_of(
+                    event, sequence=seq, timestamp=out.ts, sender=peer, package=intent.app.package
+                )
+                signal = Signal(
+                    kind=SignalKind.DELIVER, exclude=(sender, own), body=encode_delivery(item)
+                )
+                relay.bodies.append((signal, (member,)))
             sessions = bound.get(member)
             if not sessions:
                 continue
             item = delivery_of(
-                event, sequence=seq, timestamp=now_ms, sender=conn.peer, package=app.package
+                event, sequence=seq, timestamp=out.ts, sender=peer, package=intent.app.package
             )
-            # The sender's own copy has no inbox row: it comes with no pull.
-            stored = event.is_store and member != user.uuid
-            for target in sessions.values():
-                if target is not conn and self.admit(target, item, stored=stored):
+            for resource, target in sessions.items():
+                if member == sender and resource == own:
+                    continue
+                if self.admit(target, item, stored=stored):
                     self._deliver(target, item)
-        self._ack(conn, event.packet_id, sender_seq, now_ms)
 
     # ------------------------------------------------------------------ unlimited groups (6.12)
 
-    def _uc_topic(self, conn: ClientLink, topic_id: int) -> UCTopic | None:
-        topic = self.store.uc_topics.get(topic_id)
+    async def _uc_topic(self, conn: ClientLink, topic_id: int) -> UCTopic | None:
+        topic = await self.storage.uc_topic(topic_id)
         if topic is None or conn.app is None or topic.app_id != conn.app.app_id:
             return None
         return topic
 
-    def _on_uc_join(self, conn: ClientLink, topic_id: int) -> None:
-        topic = self._uc_topic(conn, topic_id)
+    async def _uc_join(self, conn: ClientLink, topic_id: int) -> None:
+        topic = await self._uc_topic(conn, topic_id)
         if topic is None or conn.user is None:
             conn.session.uc_join_result(topic_id, code=UC_NOT_FOUND, message=ERR_NO_TOPIC)
             return
-        self.store.uc_join(topic, conn.user.uuid)
+        await self.storage.uc_join(topic_id, conn.user.uuid)
         conn.session.uc_join_result(topic_id, code=UC_OK, message="success")
 
-    def _on_uc_quit(self, conn: ClientLink, topic_id: int) -> None:
-        topic = self._uc_topic(conn, topic_id)
+    async def _uc_quit(self, conn: ClientLink, topic_id: int) -> None:
+        topic = await self._uc_topic(conn, topic_id)
         if topic is None or conn.user is None:
             conn.session.uc_quit_result(topic_id, code=UC_NOT_FOUND, message=ERR_NO_TOPIC)
             return
-        self.store.uc_quit(topic, conn.user.uuid)
+        await self.storage.uc_quit(topic_id, conn.user.uuid)
         conn.session.uc_quit_result(topic_id, code=UC_OK, message="success")
 
     def _on_uc_message(self, conn: ClientLink, event: UCMessageReceived) -> None:
-        topic = self._uc_topic(conn, event.topic_id)
-        user = conn.user
-        if topic is None or user is None or user.uuid not in topic.members:
-            # No reply is defined for a refused UC message (docs/protocol.md 6.12, 10.19).
-            log.info("%s: UC message to topic %s refused (not a member)", conn, event.topic_id)
+        user, app = conn.user, conn.app
+        if user is None or app is None:
             return
         if len(event.payload) > self.config.max_uc_payload:
             log.info("%s: UC message of %d bytes refused (too large)", conn, len(event.payload))
@@ -719,41 +1084,74 @@ class Hub:
         if error:
             log.info("%s: UC message refused (%s)", conn, error)
             return
-        now_ms = self.config.now_ms()
+        intent = UCWrite(
+            app_id=app.app_id,
+            sender_uuid=user.uuid,
+            topic_id=event.topic_id,
+            ts=self.config.now_ms(),
+        )
+        self._ops.append((conn, event, intent))
+        self._schedule()
+
+    def _routed_uc(
+        self,
+        conn: ClientLink | None,
+        event: UCMessageReceived,
+        intent: UCWrite,
+        out: UCWritten,
+        relay: _Relay | None,
+    ) -> None:
+        if out.refusal is not None or conn is None:
+            # No reply is defined for a refused UC message (docs/protocol.md 6.12, 10.19).
+            log.info("%s: UC message to topic %s refused (%s)", conn, event.topic_id, out.refusal)
+            return
         item = UCDelivery(
             packet_id=event.message_id,
-            sequence=self.store.next_uc_sequence(topic, now_ms),
-            timestamp=now_ms,
+            sequence=out.sequence,
+            timestamp=intent.ts,
             sender=conn.peer,
             payload=event.payload,
             is_store=event.is_store,
             biz_type=event.biz_type,
         )
         queues = self._uc_deliveries
-        for member in topic.members:
+        for member in out.members:
             for target in self.sessions_of(member):
                 if target is not conn:
-                    queues.setdefault((target, topic.topic_id), []).append(item)
-        self._schedule()
+                    queues.setdefault((target, event.topic_id), []).append(item)
+                    self._touched.add(target)
+        if relay is not None and out.members:
+            signal = Signal(
+                kind=SignalKind.FANOUT,
+                topic_id=event.topic_id,
+                exclude=(conn.peer.uuid, conn.resource),
+                body=encode_uc(item),
+            )
+            relay.bodies.append((signal, out.members))
 
-    def dismiss_uc_topic(self, topic: UCTopic) -> None:
+    async def dismiss_uc_topic(self, topic_id: int) -> None:
         """Dismiss an unlimited group and push DISMISS to its online members (6.12)."""
-        for member in list(topic.members):
+        members = await self.storage.delete_uc_topic(topic_id)
+        for member in members:
             for target in self.sessions_of(member):
                 if target.can_send:
-                    self._guarded(target, target.session.uc_dismiss, topic.topic_id)
-                    self._touched.add(target)
-        self.store.delete_uc_topic(topic)
-        self.flush()
+                    self._guarded(target, target.session.uc_dismiss, topic_id)
+                    self.touch(target)
+        if members and not self._single_node():
+            relay = _Relay()
+            signal = Signal(kind=SignalKind.FANOUT, topic_id=topic_id, body=DISMISS)
+            relay.bodies.append((signal, members))
+            await self._relay(relay)
+        await self.flush()
 
     # ------------------------------------------------------------------ keepalive
 
-    def _prune_sent(self) -> None:
+    async def _prune_sent(self) -> None:
         try:
             cutoff = self.config.now_ms() - int(self.config.dedup_retention * 1000)
-            pruned = self.store.prune_sent(cutoff)
-        except Exception:
-            log.exception("pruning the sender dedup record failed")
+            pruned = await self.storage.prune_dedup(cutoff)
+        except Exception as exc:
+            log.error("pruning the sender dedup record failed (%s: %s)", type(exc).__name__, exc)
             return
         if pruned:
             log.info(
@@ -761,7 +1159,6 @@ class Hub:
                 pruned,
                 self.config.dedup_retention,
             )
-            self._schedule()  # committed with the next tick
 
     async def _sweep_forever(self) -> None:
         config = self.config
@@ -774,8 +1171,9 @@ class Hub:
             now = loop.time()
             if now >= next_prune:
                 next_prune = now + _PRUNE_PERIOD
-                self._prune_sent()
-            self._schedule()  # commits the cursors that sequence acks advanced meanwhile
+                await self._prune_sent()
+            if self._cursor_writes:
+                self._schedule()  # writes the cursors that sequence acks advanced meanwhile
             for conn in list(self.connections):
                 try:
                     conn.check_writer(now)
@@ -792,3 +1190,13 @@ class Hub:
                 except Exception:
                     log.exception("%s: keepalive check failed; closing", conn)
                     conn.close(1011, "internal error")
+
+
+def _peer_of(intent: P2PWrite | P2TWrite) -> Peer:
+    sender = intent.sender
+    return Peer(
+        app_id=intent.app.app_id,
+        app_account=sender.account,
+        uuid=sender.uuid,
+        resource=intent.from_resource,
+    )

@@ -49,8 +49,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 async def _token(request: Request) -> Response:
     # docs/protocol.md 8.1: the app's backend asks for a user's token with the app credentials.
     hub = hub_of(request)
-    data = hub.tokens.issue_for_request(await json_body(request))
-    hub.flush()
+    data = await hub.tokens.issue_for_request(await json_body(request))
     return success(data)
 
 
@@ -60,7 +59,7 @@ async def _status(request: Request) -> Response:
         {
             "apps": [str(app_id) for app_id in hub.apps],
             "connections": len(hub.connections),
-            "users": len(hub.store.users),
+            "users": await hub.storage.count_users(),
         }
     )
 

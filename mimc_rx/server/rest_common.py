@@ -51,9 +51,9 @@ def hub_of(request: Request) -> Hub:
     return hub
 
 
-def caller(request: Request) -> Caller:
+async def caller(request: Request) -> Caller:
     """Authenticate the request's ``token`` (or app credential) headers; ApiError 401 if not."""
-    return hub_of(request).tokens.authenticate(request.headers)
+    return await hub_of(request).tokens.authenticate(request.headers)
 
 
 def _no_constant(name: str) -> Any:

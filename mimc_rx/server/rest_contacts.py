@@ -37,13 +37,13 @@ from mimc_rx.server.validation import ApiError, parse_id
 __all__ = ["contact_list", "routes"]
 
 
-def _entry(hub: Hub, contact: Contact) -> dict[str, Any]:
+async def _entry(hub: Hub, contact: Contact) -> dict[str, Any]:
     last = contact.last
     if contact.kind is MessageKind.P2T:
-        topic = hub.store.topics.get(contact.peer)
+        topic = await hub.storage.topic(contact.peer)
         user_type, name = "TOPIC", topic.name if topic is not None else ""
     else:
-        peer = hub.store.users.get(contact.peer)
+        peer = await hub.storage.user(contact.peer)
         user_type, name = "USER", peer.account if peer is not None else ""
     return {
         "userType": user_type,
@@ -61,37 +61,35 @@ def _entry(hub: Hub, contact: Contact) -> dict[str, Any]:
     }
 
 
-def contact_list(hub: Hub, who: Caller) -> list[dict[str, Any]]:
+async def contact_list(hub: Hub, who: Caller) -> list[dict[str, Any]]:
     """The recent contacts of ``who``, newest first, as the API answers them."""
     since = hub.config.now_ms() - int(hub.config.contact_max_age * 1000)
-    contacts = hub.store.recent_contacts(who.user.uuid, since_ts=since)
-    return [_entry(hub, c) for c in contacts]
+    contacts = await hub.storage.recent_contacts(who.user.uuid, since_ts=since)
+    return [await _entry(hub, c) for c in contacts]
 
 
 async def _list(request: Request) -> Response:
-    return success(contact_list(hub_of(request), caller(request)))
+    return success(await contact_list(hub_of(request), await caller(request)))
 
 
 async def _delete_p2p(request: Request) -> Response:
-    who = caller(request)
+    who = await caller(request)
     hub = hub_of(request)
     member = request.query_params.get("member", "")
     if not member:
         raise ApiError(400, "the member parameter is required")
-    peer = hub.store.find_user(who.app.app_id, member)
+    peer = await hub.storage.find_user(who.app.app_id, member)
     if peer is not None:
-        hub.store.hide_contact(who.user.uuid, MessageKind.P2P, peer.uuid)
-        hub.flush()
-    return success(contact_list(hub, who))
+        await hub.storage.hide_contact(who.user.uuid, MessageKind.P2P, peer.uuid)
+    return success(await contact_list(hub, who))
 
 
 async def _delete_p2t(request: Request) -> Response:
-    who = caller(request)
+    who = await caller(request)
     hub = hub_of(request)
     topic_id = parse_id(request.query_params.get("topicId", ""), "the topicId parameter")
-    hub.store.hide_contact(who.user.uuid, MessageKind.P2T, topic_id)
-    hub.flush()
-    return success(contact_list(hub, who))
+    await hub.storage.hide_contact(who.user.uuid, MessageKind.P2T, topic_id)
+    return success(await contact_list(hub, who))
 
 
 def routes() -> list[BaseRoute]:

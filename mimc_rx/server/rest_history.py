@@ -85,7 +85,7 @@ def _page(messages: list[StoredMessage], *, p2p: bool) -> dict[str, Any]:
 
 def _p2p(mode: str) -> Endpoint:
     async def endpoint(request: Request) -> Response:
-        who = caller(request)
+        who = await caller(request)
         hub = hub_of(request)
         body = await json_body(request)
         _check_app(body, who)
@@ -96,11 +96,13 @@ def _p2p(mode: str) -> Endpoint:
         if me not in (from_account, to_account):
             raise ApiError(403, "you may only read your own conversations")
         args = _range_args(mode, body, hub.config.history_max_count)
-        other = hub.store.find_user(
+        other = await hub.storage.find_user(
             who.app.app_id, to_account if me == from_account else from_account
         )
         messages = (
-            [] if other is None else hub.store.history(who.user.uuid, other=other.uuid, **args)
+            []
+            if other is None
+            else await hub.storage.history(who.user.uuid, other=other.uuid, **args)
         )
         return success({"appId": str(who.app.app_id), **_page(messages, p2p=True)})
 
@@ -109,7 +111,7 @@ def _p2p(mode: str) -> Endpoint:
 
 def _p2t(mode: str) -> Endpoint:
     async def endpoint(request: Request) -> Response:
-        who = caller(request)
+        who = await caller(request)
         hub = hub_of(request)
         body = await json_body(request)
         _check_app(body, who)
@@ -117,7 +119,7 @@ def _p2t(mode: str) -> Endpoint:
             raise ApiError(403, "account must be the token's account")
         topic_id = _int(body, "topicId")
         args = _range_args(mode, body, hub.config.history_max_count)
-        messages = hub.store.history(who.user.uuid, topic_id=topic_id, **args)
+        messages = await hub.storage.history(who.user.uuid, topic_id=topic_id, **args)
         return success(
             {"appId": str(who.app.app_id), "topicId": str(topic_id), **_page(messages, p2p=False)}
         )

@@ -81,9 +81,9 @@ def _targets(body: dict[str, Any], name: str) -> list[Any]:
     return value
 
 
-def _topic(hub: Hub, app: AppConfig, value: Any) -> Topic:
+async def _topic(hub: Hub, app: AppConfig, value: Any) -> Topic:
     topic_id = parse_id(value, "a topic id")
-    topic = hub.store.topics.get(topic_id)
+    topic = await hub.storage.topic(topic_id)
     if topic is None or topic.app_id != app.app_id:
         raise ApiError(404, f"topic {topic_id} not found")
     return topic
@@ -98,15 +98,15 @@ def _endpoint(*, group: bool, many: bool) -> Endpoint:
         from_resource = _string(hub, body, "fromResource", required=False)
         biz_type = _string(hub, body, "bizType", required=False)
         payload = _payload(hub, body)
-        store = hub.store
+        storage = hub.storage
         if group:
             raw = _targets(body, "topicIds") if many else [body.get("topicId")]
-            topics = [_topic(hub, app, value) for value in raw]
-            sender = store.find_user(app.app_id, from_account)  # a member exists already
+            topics = [await _topic(hub, app, value) for value in raw]
+            sender = await storage.find_user(app.app_id, from_account)  # a member exists already
             outside = [t.topic_id for t in topics if sender is None or sender.uuid not in t.members]
             if sender is None or outside:
                 raise ApiError(403, f"fromAccount is not a member of topic {outside[0]}")
-            ids = push_p2t(
+            ids = await push_p2t(
                 hub,
                 app=app,
                 sender=sender,
@@ -124,9 +124,9 @@ def _endpoint(*, group: bool, many: bool) -> Endpoint:
                 ]
             else:
                 accounts = [_string(hub, body, "toAccount")]
-            sender = store.ensure_user(app.app_id, from_account)
-            recipients = [store.ensure_user(app.app_id, a) for a in accounts]
-            ids = push_p2p(
+            sender = await storage.ensure_user(app.app_id, from_account)
+            recipients = [await storage.ensure_user(app.app_id, a) for a in accounts]
+            ids = await push_p2p(
                 hub,
                 app=app,
                 sender=sender,

@@ -23,9 +23,9 @@ from mimc_rx.server.validation import ApiError, parse_text
 __all__ = ["routes", "topic_info", "topic_with_members"]
 
 
-def topic_info(hub: Hub, topic: Topic) -> dict[str, Any]:
+async def topic_info(hub: Hub, topic: Topic) -> dict[str, Any]:
     """The ``topicInfo`` object (ids as strings)."""
-    owner = hub.store.users.get(topic.owner_uuid)
+    owner = await hub.storage.user(topic.owner_uuid)
     return {
         "topicId": str(topic.topic_id),
         "ownerUuid": str(topic.owner_uuid),
@@ -35,11 +35,11 @@ def topic_info(hub: Hub, topic: Topic) -> dict[str, Any]:
     }
 
 
-def topic_with_members(hub: Hub, topic: Topic) -> dict[str, Any]:
+async def topic_with_members(hub: Hub, topic: Topic) -> dict[str, Any]:
     """``{topicInfo, members: [{uuid, account}]}``, the answer of most calls."""
-    users = hub.store.users
+    users = await hub.storage.users(topic.members)
     return {
-        "topicInfo": topic_info(hub, topic),
+        "topicInfo": await topic_info(hub, topic),
         "members": [
             {"uuid": str(uuid), "account": users[uuid].account}
             for uuid in topic.members
@@ -67,16 +67,18 @@ def _text(hub: Hub, value: object, name: str) -> str:
     return parse_text(value, name, max_bytes=hub.config.max_text_bytes, required=False)
 
 
-def _caller_in_app(request: Request) -> Caller:
-    who = caller(request)
+async def _caller_in_app(request: Request) -> Caller:
+    who = await caller(request)
     if str(request.path_params["app_id"]) != str(who.app.app_id):
         raise ApiError(403, "appId does not match the credentials")
     return who
 
 
-def _topic(request: Request, who: Caller, *, member: bool = True, owner: bool = False) -> Topic:
+async def _topic(
+    request: Request, who: Caller, *, member: bool = True, owner: bool = False
+) -> Topic:
     hub = hub_of(request)
-    topic = hub.store.topics.get(request.path_params["topic_id"])
+    topic = await hub.storage.topic(request.path_params["topic_id"])
     if topic is None or topic.app_id != who.app.app_id:
         raise ApiError(404, "topic not found")
     if owner and topic.owner_uuid != who.user.uuid:
@@ -93,90 +95,85 @@ def _check_limit(hub: Hub, count: int) -> None:
 
 
 async def _create(request: Request) -> Response:
-    who = _caller_in_app(request)
+    who = await _caller_in_app(request)
     hub = hub_of(request)
     body = await json_body(request)
     name = _text(hub, body.get("topicName", ""), "topicName")
     accounts = [a for a in _accounts(hub, body.get("accounts")) if a != who.user.account]
     _check_limit(hub, 1 + len(accounts))
-    store = hub.store
-    members = [store.ensure_user(who.app.app_id, a).uuid for a in accounts]
-    topic = store.create_topic(
+    storage = hub.storage
+    members = [(await storage.ensure_user(who.app.app_id, a)).uuid for a in accounts]
+    topic = await storage.create_topic(
         app_id=who.app.app_id,
         name=name,
         owner=who.user.uuid,
         members=members,
         now_ms=hub.config.now_ms(),
     )
-    hub.flush()
-    return success(topic_with_members(hub, topic))
+    return success(await topic_with_members(hub, topic))
 
 
 async def _get(request: Request) -> Response:
-    who = _caller_in_app(request)
-    return success(topic_with_members(hub_of(request), _topic(request, who)))
+    who = await _caller_in_app(request)
+    return success(await topic_with_members(hub_of(request), await _topic(request, who)))
 
 
 async def _mine(request: Request) -> Response:
-    who = _caller_in_app(request)
+    who = await _caller_in_app(request)
     hub = hub_of(request)
-    return success([topic_info(hub, t) for t in hub.store.topics_of(who.user.uuid)])
+    return success([await topic_info(hub, t) for t in await hub.storage.topics_of(who.user.uuid)])
 
 
 async def _invite(request: Request) -> Response:
-    who = _caller_in_app(request)
+    who = await _caller_in_app(request)
     hub = hub_of(request)
-    topic = _topic(request, who)
+    topic = await _topic(request, who)
     accounts = _accounts(hub, (await json_body(request)).get("accounts"))
     if not accounts:
         raise ApiError(400, "accounts is required")
-    store = hub.store
+    storage = hub.storage
     # Count before creating anyone: a refused invite must leave no new users behind.
     members = set(topic.members)
     joining = set()
     for account in accounts:
-        known = store.find_user(who.app.app_id, account)
+        known = await storage.find_user(who.app.app_id, account)
         if known is None or known.uuid not in members:
             joining.add(account)
     _check_limit(hub, len(members) + len(joining))
-    uuids = [store.ensure_user(who.app.app_id, a).uuid for a in accounts]
-    store.add_members(topic, uuids, now_ms=hub.config.now_ms())
-    hub.flush()
-    return success(topic_with_members(hub, topic))
+    uuids = [(await storage.ensure_user(who.app.app_id, a)).uuid for a in accounts]
+    await storage.add_members(topic.topic_id, uuids, now_ms=hub.config.now_ms())
+    return success(await _fresh(hub, topic))
 
 
 async def _leave(request: Request) -> Response:
-    who = _caller_in_app(request)
+    who = await _caller_in_app(request)
     hub = hub_of(request)
-    topic = _topic(request, who)
+    topic = await _topic(request, who)
     if topic.owner_uuid == who.user.uuid:
         raise ApiError(500, "quit topic fail")
-    hub.store.remove_members(topic, [who.user.uuid])
-    hub.flush()
+    await hub.storage.remove_members(topic.topic_id, [who.user.uuid])
     return success(None)
 
 
 async def _kick(request: Request) -> Response:
-    who = _caller_in_app(request)
+    who = await _caller_in_app(request)
     hub = hub_of(request)
-    topic = _topic(request, who, owner=True)
+    topic = await _topic(request, who, owner=True)
     accounts = _accounts(hub, request.query_params.get("accounts"))
     if not accounts:
         raise ApiError(400, "accounts is required")
-    store = hub.store
-    users = [store.find_user(who.app.app_id, a) for a in accounts]
+    users = [await hub.storage.find_user(who.app.app_id, a) for a in accounts]
     uuids = [u.uuid for u in users if u is not None]
     if topic.owner_uuid in uuids:
         raise ApiError(400, "the owner cannot be kicked")
-    store.remove_members(topic, uuids)
-    hub.flush()
-    return success(topic_with_members(hub, topic))
+    await hub.storage.remove_members(topic.topic_id, uuids)
+    return success(await _fresh(hub, topic))
 
 
 async def _update(request: Request) -> Response:
-    who = _caller_in_app(request)
+    who = await _caller_in_app(request)
     hub = hub_of(request)
-    topic = _topic(request, who, owner=True)
+    topic = await _topic(request, who, owner=True)
     body = await json_body(request)
     name, bulletin, owner_account = (
         None if body.get(key) is None else _text(hub, body.get(key), key)
@@ -184,21 +181,26 @@ async def _update(request: Request) -> Response:
     )
     new_owner: int | None = None
     if owner_account:
-        user = hub.store.find_user(who.app.app_id, owner_account)
+        user = await hub.storage.find_user(who.app.app_id, owner_account)
         if user is None or user.uuid not in topic.members:
             raise ApiError(400, "the new owner must be a member")
         new_owner = user.uuid
-    hub.store.update_topic(topic, name=name, bulletin=bulletin, owner=new_owner)
-    hub.flush()
-    return success(topic_with_members(hub, topic))
+    updated = await hub.storage.update_topic(
+        topic.topic_id, name=name, bulletin=bulletin, owner=new_owner
+    )
+    return success(await topic_with_members(hub, updated or topic))
 
 
 async def _dismiss(request: Request) -> Response:
-    who = _caller_in_app(request)
+    who = await _caller_in_app(request)
     hub = hub_of(request)
-    hub.store.delete_topic(_topic(request, who, owner=True))
-    hub.flush()
+    await hub.storage.delete_topic((await _topic(request, who, owner=True)).topic_id)
     return success(None)
+
+
+async def _fresh(hub: Hub, topic: Topic) -> dict[str, Any]:
+    # The group as stored after a change (the storage hands out snapshots).
+    return await topic_with_members(hub, await hub.storage.topic(topic.topic_id) or topic)
 
 
 def routes() -> list[BaseRoute]:

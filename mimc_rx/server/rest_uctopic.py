@@ -19,22 +19,22 @@ from mimc_rx.server.validation import ApiError, parse_id, parse_text
 __all__ = ["routes"]
 
 
-def _topic_from_header(request: Request, who: Caller) -> UCTopic:
+async def _topic_from_header(request: Request, who: Caller) -> UCTopic:
     topic_id = parse_id(request.headers.get("topicId", ""), "the topicId header")
-    topic = hub_of(request).store.uc_topics.get(topic_id)
+    topic = await hub_of(request).storage.uc_topic(topic_id)
     if topic is None or topic.app_id != who.app.app_id:
         raise ApiError(404, "topic not found")
     return topic
 
 
 async def _joined(request: Request) -> Response:
-    who = caller(request)
-    topics = hub_of(request).store.uc_topics_of(who.user.uuid)
+    who = await caller(request)
+    topics = await hub_of(request).storage.uc_topics_of(who.user.uuid)
     return success([str(t.topic_id) for t in topics])
 
 
 async def _create(request: Request) -> Response:
-    who = caller(request)
+    who = await caller(request)
     hub = hub_of(request)
     name = parse_text(
         (await json_body(request)).get("topicName", ""),
@@ -42,10 +42,9 @@ async def _create(request: Request) -> Response:
         max_bytes=hub.config.max_text_bytes,
         required=False,
     )
-    topic = hub.store.create_uc_topic(
+    topic = await hub.storage.create_uc_topic(
         app_id=who.app.app_id, name=name, owner=who.user.uuid, now_ms=hub.config.now_ms()
     )
-    hub.flush()
     return success(
         {
             "topicId": str(topic.topic_id),
@@ -57,18 +56,18 @@ async def _create(request: Request) -> Response:
 
 
 async def _dismiss(request: Request) -> Response:
-    who = caller(request)
-    topic = _topic_from_header(request, who)
+    who = await caller(request)
+    topic = await _topic_from_header(request, who)
     if topic.owner_uuid != who.user.uuid:
         raise ApiError(403, "only the owner may dismiss the topic")
-    hub_of(request).dismiss_uc_topic(topic)
+    await hub_of(request).dismiss_uc_topic(topic.topic_id)
     return success(None)
 
 
 async def _members(request: Request) -> Response:
-    who = caller(request)
-    topic = _topic_from_header(request, who)
-    users = hub_of(request).store.users
+    who = await caller(request)
+    topic = await _topic_from_header(request, who)
+    users = await hub_of(request).storage.users(topic.members)
     members = [users[u] for u in topic.members if u in users]
     # "appAccout" is the web demo's spelling (docs/protocol.md 8.2); the correct one is added too.
     return success(

@@ -25,22 +25,26 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mimc_rx.server.config import DEMO_APP, AppConfig, ServerConfig
 
 if TYPE_CHECKING:
+    from mimc_rx.server.broker import Broker
     from mimc_rx.server.hub import Hub
     from mimc_rx.server.listener import ConnectionGuard
+    from mimc_rx.server.storage.interface import Storage
 
-__all__ = ["LocalServer", "ServerThread", "TokenFetcher"]
+__all__ = ["LocalServer", "ServerThread", "TokenFetcher", "broker_from_url", "storage_from_url"]
 
 log = logging.getLogger(__name__)
 
 TokenFetcher = Callable[[], Awaitable[dict[str, Any]]]
 """What :meth:`LocalServer.token_fetcher` returns: an async callable giving the raw answer."""
+
+_T = TypeVar("_T")
 
 _MAX_FRAME = 1 << 20  # one MIMC frame per websocket message; ours are far below 1 MiB
 
@@ -72,11 +76,57 @@ def _make_uvicorn_server(app: Any, guard: ConnectionGuard) -> Any:
     return _EmbeddedServer(config)
 
 
+def storage_from_url(url: str | os.PathLike[str], *, sync_full: bool = False) -> Storage:
+    """The storage a URL names: ``postgresql://...`` (or ``postgres://``), else SQLite.
+
+    ``sqlite:///path/to/chat.db``, ``sqlite://:memory:``, a plain path or ``":memory:"`` open
+    the embedded SQLite store. Nothing is connected before ``await storage.open()``.
+    """
+    text = os.fspath(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        from mimc_rx.server.storage.postgres import PostgresStorage
+
+        return PostgresStorage(text)
+    from mimc_rx.server.storage.sqlite_async import SQLiteStorage
+
+    if text.startswith("sqlite://"):
+        # sqlite:///abs/path keeps its leading slash; sqlite://rel/path is relative.
+        text = text.removeprefix("sqlite://") or ":memory:"
+    elif "://" in text:
+        raise ValueError(f"unknown storage URL scheme: {text.split('://')[0]!r}")
+    return SQLiteStorage.at(text, sync_full=sync_full)
+
+
+def broker_from_url(url: str | None) -> Broker:
+    """The broker a URL names: ``redis://...`` (or ``rediss://``), or the in-process one."""
+    if url and url.startswith(("redis://", "rediss://", "unix://")):
+        from mimc_rx.server.broker_redis import RedisBroker
+
+        return RedisBroker(url)
+    if url and url not in ("local", "local://"):
+        raise ValueError(f"unknown broker URL: {url!r}")
+    from mimc_rx.server.broker import LocalBroker
+
+    return LocalBroker()
+
+
+def _done_now(coro: Coroutine[Any, Any, _T]) -> _T:
+    # Runs a storage coroutine that never suspends (the embedded SQLite one) to its end.
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        result: _T = stop.value
+        return result
+    coro.close()
+    raise RuntimeError("seeding from synchronous code needs the embedded SQLite storage")
+
+
 class LocalServer:
     """A wire-compatible MIMC server: websocket at ``/`` and HTTP APIs under ``/api``, one port.
 
     Args:
-        db: SQLite file for the durable state, or ``":memory:"`` for a throw-away server.
+        db: SQLite file for the durable state, or ``":memory:"`` for a throw-away server;
+            used when neither ``storage`` nor ``config.storage_url`` is given.
         apps: the apps to serve; :data:`~mimc_rx.server.config.DEMO_APP` when empty.
         host: interface to listen on.
         port: TCP port; 0 picks a free one (read it back from :attr:`port`).
@@ -84,19 +134,29 @@ class LocalServer:
         reuse_port: bind with ``SO_REUSEPORT``, so several server processes on one host share
             the port and the kernel spreads new connections over them (docs/scale-out.md);
             they must share their storage and broker too. Linux and the BSDs only.
+        storage: the durable state, opened by :meth:`start` and closed by :meth:`stop`;
+            default from ``config.storage_url`` (``sqlite:///...`` or ``postgresql://...``),
+            else the SQLite file ``db``.
+        broker: presence and signals between server processes; default from
+            ``config.broker_url`` (``redis://...``), else the in-process
+            :class:`~mimc_rx.server.broker.LocalBroker`.
     """
 
     def __init__(
         self,
         *,
-        db: str | os.PathLike[str],
+        db: str | os.PathLike[str] = ":memory:",
         apps: Sequence[AppConfig] = (),
         host: str = "127.0.0.1",
         port: int = 0,
         config: ServerConfig | None = None,
         reuse_port: bool = False,
+        storage: Storage | None = None,
+        broker: Broker | None = None,
     ) -> None:
         self.db = os.fspath(db)
+        self.storage = storage
+        self.broker = broker
         self.apps: tuple[AppConfig, ...] = tuple(apps) or (DEMO_APP,)
         ids = [a.app_id for a in self.apps]
         if len(set(ids)) != len(ids):
@@ -155,7 +215,6 @@ class LocalServer:
         from mimc_rx.server.hub import Hub
         from mimc_rx.server.listener import CLIENT_LEFT, ConnectionGuard
         from mimc_rx.server.rest import build_app
-        from mimc_rx.server.storage import Store
 
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
@@ -172,15 +231,26 @@ class LocalServer:
             sock.close()
             raise
         self.port = sock.getsockname()[1]
-        store = Store(self.db, sync_full=self.config.sync_full)
-        for app in self.apps:
-            store.save_app(app)
-        store.prune_tokens(self.config.clock())
-        store.commit()
-        apps = {a.app_id: a for a in self.apps}
-        tokens = TokenService(store, apps, self.config, fe_domain=self.host)
-        hub = Hub(store, apps, self.config, tokens)
-        hub.start()
+        storage = self.storage
+        if storage is None:
+            url = self.config.storage_url or self.db
+            storage = self.storage = storage_from_url(url, sync_full=self.config.sync_full)
+        broker = self.broker
+        if broker is None:
+            broker = self.broker = broker_from_url(self.config.broker_url)
+        try:
+            await storage.open()
+            for app in self.apps:
+                await storage.save_app(app)
+            await storage.prune_tokens(self.config.clock())
+            apps = {a.app_id: a for a in self.apps}
+            tokens = TokenService(storage, apps, self.config, fe_domain=self.host)
+            hub = Hub(storage, apps, self.config, tokens, broker)
+            await hub.start()
+        except BaseException:
+            sock.close()
+            await storage.close()
+            raise
         self.hub = hub
         self.guard = ConnectionGuard(self.config, hub.unbound)
         asgi = build_app(hub)
@@ -207,7 +277,7 @@ class LocalServer:
             if hub is not None:
                 for conn in list(hub.connections):
                     conn.close(1001, "server shutting down")
-                hub.flush()
+                await hub.flush()
             self._uvicorn.should_exit = True
             await asyncio.gather(task, return_exceptions=True)
         finally:
@@ -293,9 +363,9 @@ class LocalServer:
         user = store.import_user(
             chosen.app_id, account, uuid=uuid, security_key=security_key, last_seq=last_sequence
         )
-        data = hub.tokens.grant(chosen, user, token or secrets.token_urlsafe(32), ttl=token_ttl)
-        hub.flush()
-        return data
+        store.commit()
+        grant = hub.tokens.grant(chosen, user, token or secrets.token_urlsafe(32), ttl=token_ttl)
+        return _done_now(grant)
 
     def seed_topic(
         self,
@@ -328,7 +398,7 @@ class LocalServer:
             now_ms=self.config.now_ms(),
             topic_id=topic_id,
         )
-        hub.flush()
+        store.commit()
         return topic.topic_id
 
     def seed_uc_topic(
@@ -361,7 +431,7 @@ class LocalServer:
         )
         for account in members:
             store.uc_join(topic, store.ensure_user(chosen.app_id, account).uuid)
-        hub.flush()
+        store.commit()
         return topic.topic_id
 
     # ------------------------------------------------------------------ tokens

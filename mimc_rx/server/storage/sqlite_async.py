@@ -109,7 +109,9 @@ class SQLiteStorage:
             case P2PWrite():
                 recipient = store.ensure_user(intent.app.app_id, intent.to_account)
                 if intent.persist and (
-                    found := store.find_sent(intent.sender.uuid, intent.packet_id)
+                    found := store.find_sent(
+                        intent.sender.uuid, intent.packet_id, intent.from_resource
+                    )
                 ):
                     return P2PWritten(
                         recipient=_copy_user(recipient),
@@ -158,7 +160,12 @@ class SQLiteStorage:
             return P2TWritten(sender_seq=0, ts=intent.ts, refusal=Refusal.NO_TOPIC)
         if intent.sender.uuid not in topic.members:
             return P2TWritten(sender_seq=0, ts=intent.ts, refusal=Refusal.NOT_MEMBER)
-        if intent.persist and (found := store.find_sent(intent.sender.uuid, intent.packet_id)):
+        found = (
+            store.find_sent(intent.sender.uuid, intent.packet_id, intent.from_resource)
+            if intent.persist
+            else None
+        )
+        if found:
             return P2TWritten(sender_seq=found[0], ts=found[1], duplicate=True)
         sender_seq, sequences = store.record_p2t(
             app=intent.app,
