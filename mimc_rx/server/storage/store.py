@@ -22,6 +22,19 @@ with its sender sequence and timestamp, written in the same commit as the messag
 even across a server restart) gets its first ack back instead of a second copy.
 :meth:`Store.prune_sent` forgets the rows older than the retention (the hub's sweep calls it).
 
+Nearly every stored packet is new, so :meth:`Store.find_sent` first asks an in-memory *negative
+filter*: the hashes of the (sender uuid, packet id) of every ``packet_dedup`` row, loaded at
+open and added to as packets are recorded (before their rows are written). A key whose hash is
+not in the filter has no row and is answered without SQL; a hash in it (a real resend, or a rare
+collision) is looked up as before. The filter must be a superset of the table, not exact: an
+``INSERT OR IGNORE`` leaves a hash in it harmlessly; pruning removes a hash only when every row
+under it is older than the cutoff (each hash keeps the newest timestamp recorded under it); a
+rollback reloads it, since it may undo a prune. It holds ``Store.SENT_FILTER_LIMIT`` hashes at
+most (about 100 bytes each); beyond that it is dropped and every lookup goes to SQLite again,
+until a prune leaves few enough rows to reload it. Like the other caches, this relies on the
+store being the only writer of its file. tests/server/test_dedup_filter.py checks every answer
+against the SQL lookup alone.
+
 Delivery state
 --------------
 A stored message gets one *inbox* row per recipient user, keyed by the recipient's sequence.
@@ -35,6 +48,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -104,6 +118,9 @@ class Store(GroupStore):
         sync_full: fsync every commit (see the module docstring).
     """
 
+    SENT_FILTER_LIMIT: int = 500_000
+    """The most dedup keys the in-memory negative filter of :meth:`find_sent` holds."""
+
     def __init__(self, path: str | os.PathLike[str], *, sync_full: bool = False) -> None:
         self.path = os.fspath(path)
         super().__init__(open_database(self.path, sync_full=sync_full))
@@ -121,7 +138,11 @@ class Store(GroupStore):
         # messages.
         self._pending_sent: dict[tuple[int, str, str], tuple[int, int, int]] = {}
         self._next_message_id = 1
+        # The negative filter of find_sent (module docstring): hash((sender uuid, packet id))
+        # -> the newest ts recorded under it, in insertion order (about the order of ts).
+        self._sent_keys: dict[int, int] | None = None
         self._load()
+        self._load_sent_keys()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -149,6 +170,38 @@ class Store(GroupStore):
             len(self.topics),
             len(self.uc_topics),
         )
+
+    def _load_sent_keys(self) -> None:
+        db = self._db
+        (count,) = db.execute("SELECT COUNT(*) FROM packet_dedup").fetchone()
+        if count > self.SENT_FILTER_LIMIT:
+            self._sent_keys = None
+            log.info("store %s: %d dedup records, looked up in SQLite", self.path, count)
+            return
+        keys: dict[int, int] = {}
+        for uuid, packet_id, ts in db.execute(
+            "SELECT sender_uuid, packet_id, ts FROM packet_dedup ORDER BY ts"
+        ):
+            h = hash((uuid, packet_id))
+            keys.pop(h, None)  # keep the newest ts, at the end of the order
+            keys[h] = ts
+        self._sent_keys = keys
+
+    def _note_sent(self, uuid: int, packet_id: str, ts: int) -> None:
+        """Add a recorded packet's key to the negative filter of :meth:`find_sent`."""
+        keys = self._sent_keys
+        if keys is None:
+            return
+        h = hash((uuid, packet_id))
+        old = keys.pop(h, None)
+        keys[h] = ts if old is None or old < ts else old
+        if len(keys) > self.SENT_FILTER_LIMIT:
+            self._sent_keys = None
+            log.info(
+                "store %s: over %d dedup records in memory; SQLite lookups from now on",
+                self.path,
+                self.SENT_FILTER_LIMIT,
+            )
 
     def _write_pending(self) -> None:
         db = self._db
@@ -209,6 +262,7 @@ class Store(GroupStore):
         self._dirty_uc.clear()
         self._db.rollback()
         self._resync()
+        self._load_sent_keys()  # a prune of the failed tick is undone too
 
     def _resync(self) -> None:
         users = self.users
@@ -420,8 +474,12 @@ class Store(GroupStore):
 
         ``resource`` is the sending resource (the hub always gives it: two devices of one
         account may make the same web packet id); None matches any resource. Covers the rows
-        of the open tick too (they are not written yet).
+        of the open tick too (they are not written yet). A packet id never recorded costs no
+        SQL (the negative filter of the module docstring).
         """
+        keys = self._sent_keys
+        if keys is not None and hash((sender_uuid, packet_id)) not in keys:
+            return None
         if resource is not None:
             pending = self._pending_sent.get((sender_uuid, resource, packet_id))
         else:
@@ -446,7 +504,19 @@ class Store(GroupStore):
     def prune_sent(self, before_ts: int) -> int:
         """Forget the dedup rows of packets stored before ``before_ts`` (ms); how many."""
         self._write_pending()
-        return self._db.execute("DELETE FROM packet_dedup WHERE ts < ?", (before_ts,)).rowcount
+        count: int = self._db.execute(
+            "DELETE FROM packet_dedup WHERE ts < ?", (before_ts,)
+        ).rowcount
+        keys = self._sent_keys
+        if keys is None:
+            if count:
+                self._load_sent_keys()  # complete again once few enough rows are left
+        else:
+            # Oldest first; a hash out of order (a clock step back) waits for a later prune.
+            stale = list(itertools.takewhile(lambda h: keys[h] < before_ts, keys))
+            for h in stale:
+                del keys[h]
+        return count
 
     def add_inbox(self, entries: Iterable[tuple[int, int, int]]) -> None:
         """Add (recipient uuid, recipient sequence, message id) rows."""
@@ -493,6 +563,7 @@ class Store(GroupStore):
                 sender_seq,
                 ts,
             )
+            self._note_sent(sender.uuid, packet_id, ts)
         return sender_seq, seq
 
     def record_p2t(
@@ -534,6 +605,7 @@ class Store(GroupStore):
                 sender_seq,
                 ts,
             )
+            self._note_sent(sender.uuid, packet_id, ts)
         users, inbox = self.users, self._pending_inbox
         sequences: list[tuple[int, int]] = []
         for member in topic.members:
