@@ -16,7 +16,7 @@ The hub groups the work of one event-loop tick (docs: the commit-before-ack pipe
 needs no storage and queue an *intent* (:class:`P2PWrite`, :class:`P2TWrite`,
 :class:`UCWrite`, :class:`CursorWrite`). One flush per tick calls :meth:`Storage.write_tick`
 with the tick's intents, which in **one transaction** resolves recipients, checks group
-membership, deduplicates ``(sender, packet id)``, allocates every sequence, inserts the
+membership, deduplicates ``(sender, resource, packet id)``, allocates every sequence, inserts the
 messages and inbox rows, moves cursors, and **commits before it returns**. The hub then sends
 the acks and deliveries built from the returned outcomes (one per intent, same order). If
 ``write_tick`` raises, nothing of the tick is stored and nothing may be acked: the senders time
@@ -27,7 +27,8 @@ Meaning shared by both engines
 * Sequences: per user (P2P and P2T share the space, docs/protocol.md 6.15) and per unlimited
   group, ``max(previous + 1, ts_ms * 1000)``, strictly increasing across restarts and, on
   PostgreSQL, across writer processes; per user, commit order is sequence order.
-* Dedup: a stored message whose ``(sender uuid, packet id)`` was already stored is not stored
+* Dedup: a stored message whose ``(sender uuid, sending resource, packet id)`` was already
+  stored (issue 10: two devices of one account may make the same web packet id) is not stored
   or delivered again; its outcome is ``duplicate=True`` with the *original* sender sequence and
   timestamp, so the resent packet gets the original ack. Unstored (``persist=False``) messages
   are never deduplicated (at most once, as before).
@@ -311,7 +312,7 @@ class Storage(Protocol):
         """Take a conversation off ``me``'s recent contacts until its next message (8.5)."""
 
     async def prune_dedup(self, before_ts: int) -> int:
-        """Forget ``(sender, packet id)`` records older than ``before_ts`` (ms); how many."""
+        """Forget the dedup records older than ``before_ts`` (ms); how many."""
         ...
 
     # normal groups -----------------------------------------------------------

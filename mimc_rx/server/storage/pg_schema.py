@@ -1,9 +1,9 @@
 """The PostgreSQL schema of the scale-out storage, as numbered migrations.
 
 The tables mean what the SQLite ones mean (:mod:`mimc_rx.server.storage.schema`), with two
-additions that several writer processes need: ``sent_packets``, the ``(sender, packet id)``
-dedup record with the original ack, and the ``pos`` of ``topic_members`` and ``uc_members``,
-which keeps the join order that SQLite gets from its row order.
+additions that several writer processes need: ``sent_packets``, the ``(sender, resource,
+packet id)`` dedup record with the original ack, and the ``pos`` of ``topic_members`` and
+``uc_members``, which keeps the join order that SQLite gets from its row order.
 
 Migrations are applied by :func:`migrate` at every open. Each runs once, in order, inside one
 transaction that holds an advisory lock, so several server processes starting together on a
@@ -73,6 +73,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE contact_hidden (
         uuid BIGINT NOT NULL, kind SMALLINT NOT NULL, peer BIGINT NOT NULL,
         upto_id BIGINT NOT NULL, PRIMARY KEY (uuid, kind, peer));
+    """,
+    # 2: the dedup key names the sending resource, as SQLite's packet_dedup (issue 10): two
+    # devices of one account may make the same web packet id.
+    """
+    ALTER TABLE sent_packets ADD COLUMN sender_resource TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sent_packets DROP CONSTRAINT sent_packets_pkey;
+    ALTER TABLE sent_packets ADD PRIMARY KEY (sender_uuid, sender_resource, packet_id);
     """,
 )
 """Migration ``n`` (1-based) is ``MIGRATIONS[n - 1]``."""

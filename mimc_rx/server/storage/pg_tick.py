@@ -27,9 +27,9 @@ rows in key order; unknown recipients are created before the transaction, in a s
 own, so the tick itself inserts no user row. (PostgreSQL would detect a deadlock anyway and the
 caller retries the tick; the order makes that a non-event.)
 
-Dedup: the ``(sender, packet id)`` record is read after the sender's row lock is held, so two
-processes receiving the same resent packet at once are serialised by that lock; the second sees
-the first one's committed record and answers with its original ack.
+Dedup: the ``(sender, resource, packet id)`` record is read after the sender's row lock is held,
+so two processes receiving the same resent packet at once are serialised by that lock; the
+second sees the first one's committed record and answers with its original ack.
 
 Allocation itself is done in Python on the locked ``last_seq`` values (``records.next_sequence``,
 the SQLite rule) and written back with one ``UPDATE`` per tick: the same effect as one
@@ -79,8 +79,8 @@ class _Rows:
     messages: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(16)])
     inbox: list[tuple[int, int, int]] = field(default_factory=list)
     """(uuid, seq, message index)"""
-    sent: list[tuple[int, str, int, int, int]] = field(default_factory=list)
-    """(sender uuid, packet id, message index, sender seq, ts)"""
+    sent: list[tuple[int, str, str, int, int, int]] = field(default_factory=list)
+    """(sender uuid, sender resource, packet id, message index, sender seq, ts)"""
 
     def add_message(self, *values: Any) -> int:
         index = len(self.messages[0])
@@ -161,22 +161,23 @@ async def run_tick(
 
     # Dedup: read after the senders' locks are held (see the module docstring).
     keys = [
-        (i.sender.uuid, i.packet_id)
+        (i.sender.uuid, i.from_resource, i.packet_id)
         for i in intents
         if isinstance(i, P2PWrite | P2TWrite) and i.persist
     ]
-    originals: dict[tuple[int, str], tuple[int, int, int]] = {}
+    originals: dict[tuple[int, str, str], tuple[int, int, int]] = {}
     if keys:
-        for sender, packet_id, sender_seq, ts, to_uuid in await _fetch(
+        for sender, resource, packet_id, sender_seq, ts, to_uuid in await _fetch(
             conn,
-            "SELECT s.sender_uuid, s.packet_id, s.sender_seq, s.ts, m.to_uuid "
+            "SELECT s.sender_uuid, s.sender_resource, s.packet_id, s.sender_seq, s.ts, m.to_uuid "
             "FROM sent_packets s JOIN messages m ON m.id = s.message_id "
-            "WHERE (s.sender_uuid, s.packet_id) IN "
-            "(SELECT * FROM unnest(%s::bigint[], %s::text[]))",
+            "WHERE (s.sender_uuid, s.sender_resource, s.packet_id) IN "
+            "(SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]))",
             [k[0] for k in keys],
             [k[1] for k in keys],
+            [k[2] for k in keys],
         ):
-            originals[(sender, packet_id)] = (sender_seq, ts, to_uuid)
+            originals[(sender, resource, packet_id)] = (sender_seq, ts, to_uuid)
 
     def allocate(uuid: int, ts: int) -> int:
         seq = last[uuid] = next_sequence(last[uuid], ts)
@@ -232,12 +233,12 @@ async def run_tick(
 def _p2p(
     intent: P2PWrite,
     recipients: dict[tuple[int, str], User],
-    originals: dict[tuple[int, str], tuple[int, int, int]],
+    originals: dict[tuple[int, str, str], tuple[int, int, int]],
     allocate: Callable[[int, int], int],
     rows: _Rows,
 ) -> P2PWritten:
     recipient = recipients[(intent.app.app_id, intent.to_account)]
-    key = (intent.sender.uuid, intent.packet_id)
+    key = (intent.sender.uuid, intent.from_resource, intent.packet_id)
     if intent.persist and key in originals:
         sender_seq, ts, _ = originals[key]
         return P2PWritten(
@@ -265,7 +266,16 @@ def _p2p(
             sender_seq,
         )
         rows.inbox.append((recipient.uuid, seq, index))
-        rows.sent.append((intent.sender.uuid, intent.packet_id, index, sender_seq, intent.ts))
+        rows.sent.append(
+            (
+                intent.sender.uuid,
+                intent.from_resource,
+                intent.packet_id,
+                index,
+                sender_seq,
+                intent.ts,
+            )
+        )
         # A second copy in the same tick is a duplicate of this one.
         originals[key] = (sender_seq, intent.ts, recipient.uuid)
     return P2PWritten(recipient=recipient, sender_seq=sender_seq, recipient_seq=seq, ts=intent.ts)
@@ -274,7 +284,7 @@ def _p2p(
 def _p2t(
     intent: P2TWrite,
     topics: dict[int, tuple[int, tuple[int, ...]]],
-    originals: dict[tuple[int, str], tuple[int, int, int]],
+    originals: dict[tuple[int, str, str], tuple[int, int, int]],
     allocate: Callable[[int, int], int],
     rows: _Rows,
 ) -> P2TWritten:
@@ -284,7 +294,7 @@ def _p2t(
     members = found[1]
     if intent.sender.uuid not in members:
         return P2TWritten(sender_seq=0, ts=intent.ts, refusal=Refusal.NOT_MEMBER)
-    key = (intent.sender.uuid, intent.packet_id)
+    key = (intent.sender.uuid, intent.from_resource, intent.packet_id)
     if intent.persist and key in originals:
         sender_seq, ts, _ = originals[key]
         return P2TWritten(sender_seq=sender_seq, ts=ts, duplicate=True)
@@ -308,7 +318,16 @@ def _p2t(
             intent.ts,
             sender_seq,
         )
-        rows.sent.append((intent.sender.uuid, intent.packet_id, index, sender_seq, intent.ts))
+        rows.sent.append(
+            (
+                intent.sender.uuid,
+                intent.from_resource,
+                intent.packet_id,
+                index,
+                sender_seq,
+                intent.ts,
+            )
+        )
         originals[key] = (sender_seq, intent.ts, 0)
     sequences: list[tuple[int, int]] = []
     for member in members:
@@ -347,14 +366,17 @@ async def _insert(conn: AsyncConnection[Any], rows: _Rows) -> None:
             ),
         )
     await conn.execute(
-        "INSERT INTO sent_packets (sender_uuid, packet_id, message_id, sender_seq, ts) "
-        "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])",
+        "INSERT INTO sent_packets "
+        "(sender_uuid, sender_resource, packet_id, message_id, sender_seq, ts) "
+        "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], "
+        "%s::bigint[])",
         (
             [r[0] for r in rows.sent],
             [r[1] for r in rows.sent],
-            [ids[r[2]] for r in rows.sent],
-            [r[3] for r in rows.sent],
+            [r[2] for r in rows.sent],
+            [ids[r[3]] for r in rows.sent],
             [r[4] for r in rows.sent],
+            [r[5] for r in rows.sent],
         ),
     )
 

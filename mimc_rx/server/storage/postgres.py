@@ -483,7 +483,7 @@ class PostgresStorage(PostgresGroups):
             )
 
     async def prune_dedup(self, before_ts: int) -> int:
-        """Forget ``(sender, packet id)`` records older than ``before_ts`` (ms)."""
+        """Forget ``(sender, resource, packet id)`` records older than ``before_ts`` (ms)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute("DELETE FROM sent_packets WHERE ts < %s", (before_ts,))
             return cur.rowcount

@@ -31,12 +31,14 @@ T0 = 1_800_000_000_000
 """A wall time in ms; sequences are at least ``ts * 1000``."""
 
 
-def p2p(sender: User, to: str, pid: str, *, ts: int = T0, persist: bool = True) -> P2PWrite:
+def p2p(
+    sender: User, to: str, pid: str, *, ts: int = T0, persist: bool = True, resource: str = "phone"
+) -> P2PWrite:
     return P2PWrite(
         app=APP,
         packet_id=pid,
         sender=sender,
-        from_resource="phone",
+        from_resource=resource,
         to_account=to,
         payload=pid.encode(),
         biz_type="text",
@@ -231,6 +233,19 @@ async def test_dedup_returns_the_original_ack_and_delivers_nothing_again(
     assert isinstance(late, P2PWritten)
     assert late.duplicate
     assert late.sender_seq == first.sender_seq
+
+
+async def test_dedup_is_per_sending_resource(storage: Storage) -> None:
+    # Issue 10: two devices of one account may make the same web packet id.
+    alice, _ = await users(storage, "alice", "bob")
+    phone = await one(storage, p2p(alice, "bob", "pid-1"))
+    laptop = await one(storage, p2p(alice, "bob", "pid-1", resource="laptop"))
+    again = await one(storage, p2p(alice, "bob", "pid-1", resource="laptop"))
+    assert isinstance(phone, P2PWritten)
+    assert isinstance(laptop, P2PWritten)
+    assert isinstance(again, P2PWritten)
+    assert (phone.duplicate, laptop.duplicate, again.duplicate) == (False, False, True)
+    assert again.sender_seq == laptop.sender_seq != phone.sender_seq
 
 
 async def test_a_failed_tick_stores_nothing(storage: Storage) -> None:
