@@ -45,6 +45,7 @@ __all__ = [
     "ConnRequest",
     "ConnResponse",
     "EncodedEntry",
+    "GroupFields",
     "Header",
     "HeaderTemplate",
     "MIMCGroup",
@@ -54,20 +55,24 @@ __all__ = [
     "MIMCPacketAck",
     "MIMCPacketList",
     "MIMCSequenceAck",
+    "MessageFields",
     "OpaqueBody",
     "PacketBody",
     "PacketType",
     "PullMessageRequest",
     "PushStatus",
+    "UserFields",
     "WireUser",
     "decode_header",
     "decode_message",
+    "decode_message_packet",
     "decode_packet",
     "encode_header",
     "encode_message",
     "encode_packet",
     "encode_packet_list_of",
     "encode_packet_of",
+    "message_fields",
 ]
 
 MIMC_CHID: Final = 9
@@ -517,6 +522,161 @@ def decode_packet(data: bytes) -> MIMCPacket:
     bad entry does not cost the others (the web SDK handles each in its own try, 6.8).
     """
     return _decode_packet(data)
+
+
+# ------------------------------------------------------------- the c2s message fast path
+
+UserFields: TypeAlias = tuple[int | None, str | None, int | None, str | None]
+"""MIMCUser flat: ``(app_id, app_account, uuid, resource)``, ``None`` for an absent field."""
+GroupFields: TypeAlias = tuple[int | None, int | None]
+"""MIMCGroup flat: ``(app_id, topic_id)``, ``None`` for an absent field."""
+MessageFields: TypeAlias = tuple[
+    int,
+    str | None,
+    str | None,
+    UserFields | None,
+    UserFields | GroupFields | None,
+    bytes | None,
+    bool | None,
+    str | None,
+]
+"""What a server reads of a c2s MIMCPacket carrying a P2P or P2T message, flat: ``(type,
+packet_id, package, sender, to, payload, is_store, biz_type)``. ``sender`` is MIMCUser's
+``(app_id, app_account, uuid, resource)``; ``to`` is the same for P2P and MIMCGroup's
+``(app_id, topic_id)`` for P2T. ``None`` is an absent field or message, as in the dataclasses.
+The packet's sequence, timestamp and conversation fields are left out: a server ignores them in
+what a client sends."""
+
+
+def message_fields(packet: MIMCPacket) -> MessageFields | None:
+    """The ``MessageFields`` of a decoded P2P or P2T packet; None for any other body."""
+    body = packet.body
+    to: Any
+    if body.__class__ is MIMCP2PMessage:
+        assert isinstance(body, MIMCP2PMessage)
+        ptype, user = int(PacketType.P2P_MESSAGE), body.to
+        to = None if user is None else (user.app_id, user.app_account, user.uuid, user.resource)
+    elif body.__class__ is MIMCP2TMessage:
+        assert isinstance(body, MIMCP2TMessage)
+        ptype, group = int(PacketType.P2T_MESSAGE), body.to
+        to = None if group is None else (group.app_id, group.topic_id)
+    else:
+        return None
+    sender = body.sender
+    return (
+        ptype,
+        packet.packet_id,
+        packet.package,
+        None
+        if sender is None
+        else (sender.app_id, sender.app_account, sender.uuid, sender.resource),
+        to,
+        body.payload,
+        body.is_store,
+        body.biz_type,
+    )
+
+
+def decode_message_packet(data: bytes) -> MessageFields | None:
+    """``message_fields(decode_packet(data))`` without the dataclasses, for the server's hot path.
+
+    Returns None for every packet it does not read itself: another type than P2P or P2T, and
+    anything unusual (junk, a string that is not UTF-8...). The caller then takes the generic
+    ``decode_packet``, which gives the exact error, so the two paths never disagree
+    (tests/protocol/test_codec_fast.py checks it with generated packets).
+    """
+    try:
+        msg: Any = _PacketFromString(data)
+        ptype = msg.type
+        if ptype == 1:
+            if not msg.HasField("type"):  # 1 is the default: an absent type is no P2P
+                return None
+            body: Any = _P2PFromString(msg.payload)
+        elif ptype == 2:
+            body = _P2TFromString(msg.payload)
+        else:
+            return None
+    except Exception:
+        return None
+    has, has_body = msg.HasField, body.HasField
+    packet_id: Any = msg.packetId  # str, or bytes when not UTF-8
+    if not packet_id:
+        if not has("packetId"):
+            packet_id = None
+    elif packet_id.__class__ is not str:
+        return None
+    package: Any = msg.package
+    if not package:
+        if not has("package"):
+            package = None
+    elif package.__class__ is not str:
+        return None
+    sender: Any = None
+    if has_body("from"):
+        sender = _flat_user(getattr(body, "from"))
+        if sender is None:
+            return None
+    to: Any = None
+    if has_body("to"):
+        if ptype == 1:
+            to = _flat_user(body.to)
+            if to is None:
+                return None
+        else:
+            group = body.to
+            app_id, topic_id = group.appId, group.topicId
+            if not app_id and not group.HasField("appId"):
+                app_id = None
+            if not topic_id and not group.HasField("topicId"):
+                topic_id = None
+            to = (app_id, topic_id)
+    payload = body.payload
+    if not payload and not has_body("payload"):
+        payload = None
+    is_store = body.isStore
+    if not is_store and not has_body("isStore"):
+        is_store = None
+    biz_type: Any = body.bizType
+    if not biz_type:
+        if not has_body("bizType"):
+            biz_type = None
+    elif biz_type.__class__ is not str:
+        return None
+    return (
+        ptype,
+        packet_id,
+        package,
+        sender,
+        to,
+        payload,
+        is_store,
+        biz_type,
+    )
+
+
+def _flat_user(user: Any) -> UserFields | None:
+    """MIMCUser as ``(app_id, app_account, uuid, resource)``; None if a string is not UTF-8."""
+    app_id, account, uuid, resource = user.appId, user.appAccount, user.uuid, user.resource
+    if not app_id and not user.HasField("appId"):
+        app_id = None
+    if not account:
+        if not user.HasField("appAccount"):
+            account = None
+    elif account.__class__ is not str:
+        return None
+    if not uuid and not user.HasField("uuid"):
+        uuid = None
+    if not resource:
+        if not user.HasField("resource"):
+            resource = None
+    elif resource.__class__ is not str:
+        return None
+    return app_id, account, uuid, resource
+
+
+_PacketFromString: Final = _mimc.MIMCPacket.FromString
+_P2PFromString: Final = _mimc.MIMCP2PMessage.FromString
+_P2TFromString: Final = _mimc.MIMCP2TMessage.FromString
 
 
 register(Header, _cm.ClientHeader)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Final, cast
 
 from mimc_rx.errors import FrameError, LocalProtocolError, PacketError
 from mimc_rx.protocol import codec, codec_uc, codec_wire
@@ -530,39 +530,20 @@ class ServerSession:
             payload = self._cipher(frame.header.id or "", payload)
         elif cipher:
             raise PacketError("unsupported-cipher", f"cipher {cipher}")
+        # The hot path: a well-formed P2P or P2T message is read without dataclasses; anything
+        # else (or anything unusual) through the generic decoder, which gives the exact error.
+        fields = codec.decode_message_packet(payload)
+        if fields is not None:
+            self._on_message(fields)
+            return
         packet = codec.decode_packet(payload)
         packet_id = _pid(packet.packet_id)
         body = packet.body
         match body:
-            case codec.MIMCP2PMessage():
-                self._check_sender(body.sender, packet_id)
-                to = body.to or WireUser()
-                self._events.append(
-                    P2PReceived(
-                        packet_id=self._need_id(packet_id),
-                        package=packet.package or "",
-                        sender=self._peer(),
-                        to_account=to.app_account or "",
-                        to_app_id=to.app_id if to.app_id is not None else self._app_id or 0,
-                        payload=body.payload or b"",
-                        is_store=body.is_store is not False,  # web default: store (6.6)
-                        biz_type=body.biz_type or "",
-                        to_resource=to.resource or "",
-                    )
-                )
-            case codec.MIMCP2TMessage():
-                self._check_sender(body.sender, packet_id)
-                self._events.append(
-                    P2TReceived(
-                        packet_id=self._need_id(packet_id),
-                        package=packet.package or "",
-                        sender=self._peer(),
-                        topic_id=_topic(body.to),
-                        payload=body.payload or b"",
-                        is_store=body.is_store is not False,
-                        biz_type=body.biz_type or "",
-                    )
-                )
+            case codec.MIMCP2PMessage() | codec.MIMCP2TMessage():
+                message = codec.message_fields(packet)
+                assert message is not None
+                self._on_message(message)
             case codec.MIMCSequenceAck():
                 self._events.append(SequenceAcked(sequence=body.sequence or 0))  # 6.9
             case codec.PullMessageRequest():
@@ -573,6 +554,41 @@ class ServerSession:
                 raise PacketError(
                     "unexpected-type", f"type {packet.type} from a client", packet.packet_id
                 )
+
+    def _on_message(self, fields: codec.MessageFields) -> None:
+        """A P2P or P2T message from the client (6.6, 6.7), as ``codec.MessageFields``."""
+        ptype, raw_id, package, sender, to, payload, is_store, biz_type = fields
+        packet_id = _pid(raw_id)
+        if sender is not None:
+            self._check_sender_fields(*sender, packet_id=packet_id)
+        if ptype == _P2P:
+            app_id, account, _uuid, resource = cast(codec.UserFields, to or _NO_USER)
+            self._events.append(
+                P2PReceived(
+                    packet_id=self._need_id(packet_id),
+                    package=package or "",
+                    sender=self._peer(),
+                    to_account=account or "",
+                    to_app_id=app_id if app_id is not None else self._app_id or 0,
+                    payload=payload or b"",
+                    is_store=is_store is not False,  # web default: store (6.6)
+                    biz_type=biz_type or "",
+                    to_resource=resource or "",
+                )
+            )
+        else:
+            topic_id = cast(codec.GroupFields, to)[1] if to is not None else None
+            self._events.append(
+                P2TReceived(
+                    packet_id=self._need_id(packet_id),
+                    package=package or "",
+                    sender=self._peer(),
+                    topic_id=topic_id or 0,
+                    payload=payload or b"",
+                    is_store=is_store is not False,
+                    biz_type=biz_type or "",
+                )
+            )
 
     def _on_uc(self, uc: codec_uc.UCPacket, outer_id: PacketId | None) -> None:
         packet_id = _pid(uc.packet_id) or outer_id
@@ -627,19 +643,31 @@ class ServerSession:
 
     def _check_sender(self, user: WireUser | None, packet_id: PacketId | None) -> None:
         """Refuse a packet whose sender is not the bound user (uuid, resource, account)."""
-        if user is None:
-            return
-        if self._app_account is None and user.app_account:
-            self._app_account = user.app_account  # learnt once, then enforced
+        if user is not None:
+            self._check_sender_fields(
+                user.app_id, user.app_account, user.uuid, user.resource, packet_id=packet_id
+            )
+
+    def _check_sender_fields(
+        self,
+        _app_id: int | None,
+        account: str | None,
+        uuid: int | None,
+        resource: str | None,
+        *,
+        packet_id: PacketId | None,
+    ) -> None:
+        if self._app_account is None and account:
+            self._app_account = account  # learnt once, then enforced
         mismatch = (
-            (user.uuid is not None and user.uuid != self._uuid)
-            or (user.resource is not None and user.resource != self._resource)
-            or (user.app_account is not None and user.app_account != self._app_account)
+            (uuid is not None and uuid != self._uuid)
+            or (resource is not None and resource != self._resource)
+            or (account is not None and account != self._app_account)
         )
         if mismatch:
             raise PacketError(
                 "sender-mismatch",
-                f"sender {user.app_account}/{user.uuid}/{user.resource} is not the bound user",
+                f"sender {account}/{uuid}/{resource} is not the bound user",
                 packet_id,
             )
 
@@ -818,6 +846,7 @@ _COMPOUND: Final = int(codec.PacketType.COMPOUND)
 _PACKET_ACK: Final = int(codec.PacketType.PACKET_ACK)
 _NORMAL: Final = int(codec.PushStatus.NORMAL)
 _USERS_LIMIT: Final = 1024
+_NO_USER: Final[codec.UserFields] = (None, None, None, None)
 
 
 def _user(peer: Peer) -> WireUser:
