@@ -8,7 +8,8 @@ runs two tasks per connection:
 * the **writer** sleeps on one wake-up event. Whoever changes the session (a received frame, a
   send command of the facade, the keep-alive timer) calls ``wake()``; the writer then calls
   ``session.expire(now)`` if ``session.next_deadline()`` has passed, writes every frame of
-  ``session.data_to_send()`` in order (one frame per binary message, docs/protocol.md 2), closes the
+  ``session.data_to_send()`` in order (one frame per binary message, docs/protocol.md 2; the
+  frames of one pass go to the socket in one ``transport.write``, see ``_send_frames``), closes the
   websocket when ``session.close_requested``, and re-arms a single ``loop.call_at`` timer on the
   session's next deadline. That timer is how the protocol's PING cadence (6.5) is kept without
   a polling loop.
@@ -31,6 +32,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.frames import CloseCode
+from websockets.protocol import State
 
 from mimc_rx.errors import ConnectionClosed
 from mimc_rx.protocol.events import ClientEvent
@@ -47,6 +49,26 @@ def describe_exception(exc: BaseException) -> str:
     """``"TypeName: message"`` (or just the type name), for log lines and close details."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _CoalescingConnection(ClientConnection):
+    """A websockets client connection that writes what it has queued in one ``write``.
+
+    websockets writes each queued frame with its own ``transport.write``, and the transport
+    tries each at once: one ``send`` system call per frame. ``_send_frames`` queues the frames of
+    a writer pass together, so joining them here costs one system call for all of them.
+    """
+
+    def send_data(self) -> None:
+        chunks = self.protocol.data_to_send()
+        if all(chunks):
+            if chunks:
+                self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            return
+        # An end of stream (the empty chunk after a close frame): handed back to websockets,
+        # which half-closes or closes the socket. data_to_send() only swapped the list out.
+        self.protocol.writes[:0] = chunks
+        super().send_data()
 
 
 class WebSocketTransport:
@@ -114,6 +136,7 @@ class WebSocketTransport:
                 max_size=opts.max_size,
                 compression=None,  # MIMC payloads are RC4 noise: deflate only costs CPU
                 proxy=opts.proxy,
+                create_connection=_CoalescingConnection,
             )
         except (OSError, TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as exc:
             raise ConnectionClosed(
@@ -186,9 +209,10 @@ class WebSocketTransport:
                     self._timer_at = None
                     session.expire(now)
                     self._publish()
-                for frame in session.data_to_send():
-                    await ws.send(frame)
-                    self.frames_sent += 1
+                frames = session.data_to_send()
+                if frames:
+                    await self._send_frames(ws, frames)
+                    self.frames_sent += len(frames)
                 if session.close_requested:
                     self._by_us = True
                     await ws.close()
@@ -201,6 +225,24 @@ class WebSocketTransport:
             # but never sends: kill it, so the reader (and the supervisor) see it end.
             log.exception("writer failed; dropping the connection")
             ws.transport.abort()
+
+    @staticmethod
+    async def _send_frames(ws: ClientConnection, frames: list[bytes]) -> None:
+        """Send each frame as one binary message, all of them in one socket write.
+
+        ``send_context`` is websockets' documented way to write through its protocol object:
+        it checks the state, then writes and waits for the buffer to drain (flow control), and
+        raises ``ConnectionClosed`` as ``send`` does. We never send fragmented messages, so no
+        ``send`` can be half-way through one here.
+        """
+        if len(frames) == 1 or ws.protocol.state is not State.OPEN:
+            for frame in frames:
+                await ws.send(frame)
+            return
+        async with ws.send_context():
+            send_binary = ws.protocol.send_binary
+            for frame in frames:
+                send_binary(frame)
 
     async def _read(self) -> None:
         assert self._ws is not None
