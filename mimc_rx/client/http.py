@@ -74,9 +74,19 @@ _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
     weakref.WeakKeyDictionary()
 )
 
-# Requests waiting for a pooled connection wait as long as their caller lets them (a login
-# storm queues hundreds); connecting, reading and writing keep their own timeouts.
-_SHARED_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+# A few kept-alive connections: requests waiting for one wait as long as their caller lets
+# them (a login storm queues hundreds); connecting, reading and writing keep their own timeouts.
+_POOL_SIZE = 16
+_SHARED_LIMITS = httpx.Limits(max_connections=_POOL_SIZE, max_keepalive_connections=_POOL_SIZE)
+
+# They wait in this FIFO, at no cost per waiter, not in httpcore's pool: each time a request
+# comes or goes the pool walks every queued request over every connection and asks every
+# connection whether it has expired (a syscall each). With a thousand fetches queued over 64
+# connections that was most of a 1,000-user login storm's client CPU; with the gate and 16
+# connections the pool's work per request stays small (measured with bench/login_storm.py).
+_SHARED_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def shared_client() -> httpx.AsyncClient:
@@ -104,7 +114,15 @@ async def _client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     # The caller's client (its own pool, MockTransport in tests) or the loop's shared one.
     del timeout  # each request passes its own (see _request_timeout)
-    yield client if client is not None else shared_client()
+    if client is not None:
+        yield client
+        return
+    loop = asyncio.get_running_loop()
+    gate = _SHARED_GATES.get(loop)
+    if gate is None:
+        gate = _SHARED_GATES[loop] = asyncio.Semaphore(_POOL_SIZE)
+    async with gate:
+        yield shared_client()
 
 
 def _request_timeout(client: httpx.AsyncClient | None, timeout: float) -> Any:
