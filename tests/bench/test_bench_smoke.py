@@ -24,6 +24,8 @@ SCRIPTS = {
     "codec_bench.py": "x echo",
     "frames_bench.py": "events_to_frame",
     "scale_bench.py": "of sqlite",
+    "durability.py": "runs with 0 lost, 0 duplicated",
+    "login_storm.py": "server tracebacks: 0",
 }
 NEEDS_ENGINES = {"scale_bench.py"}  # PostgreSQL and redis-server from Debian's packages
 
