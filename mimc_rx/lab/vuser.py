@@ -8,18 +8,17 @@ writer task. The protocol rules (acks, dedup of redeliveries, auto-pull) stay in
 
 Sending never blocks the schedule: :meth:`VirtualUser.submit` only queues frames for the
 writer task. While the user is offline its messages wait in order and leave once it is bound
-again. When a connection dies with stored sends unacked, they are sent again on the next one,
-as an application would (with a fresh packet id, because the core has no outbox yet; when it
-gains one, which resends under the same packet id, the core's outbox does this instead and
-this driver stops resending). Resends that the server had in fact stored show up as
-duplicates in the run: that is the honest count of today's at-least-once behaviour.
+again. A stored send whose ack a dead connection swallowed is the core's business: each user
+keeps one ``SessionMemory`` across its connections, and its outbox sends the unacked ones again
+right after the next BIND under the same packet id, which the server's sender dedup recognises.
+So a run under cuts and partitions counts no duplicate that the outbox should have prevented;
+this driver never resends anything itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import math
 import random
@@ -30,7 +29,13 @@ from typing import Any
 
 from mimc_rx.lab.schedule import Ledger, MessageRecord, encode_payload
 from mimc_rx.protocol.client import ClientSession
-from mimc_rx.protocol.events import P2PMessage, P2TMessage, ServerAck, StatusChange
+from mimc_rx.protocol.events import (
+    P2PMessage,
+    P2TMessage,
+    SendExpired,
+    ServerAck,
+    StatusChange,
+)
 from mimc_rx.protocol.memory import SessionMemory
 
 __all__ = ["TokenSource", "VirtualUser", "new_session"]
@@ -43,25 +48,9 @@ TokenSource = Callable[[str], Awaitable[Mapping[str, Any]]]
 _MAX_FRAME = 16 * 1024 * 1024
 
 
-def new_session(
-    app_id: int, account: str, resource: str, memory: SessionMemory | None
-) -> ClientSession:
-    """A ``ClientSession`` for one connection of ``account``, with the user's memory if taken.
-
-    The constructor is read each time rather than assumed, so the lab keeps working while the
-    core gains arguments (the memory that outlives a connection, then an outbox).
-    """
-    params = inspect.signature(ClientSession).parameters
-    kwargs: dict[str, Any] = {}
-    if "auto_pull" in params:
-        kwargs["auto_pull"] = True
-    if memory is not None and "memory" in params:
-        kwargs["memory"] = memory
-    return ClientSession(app_id, account, resource, **kwargs)
-
-
-def _core_has_outbox(memory: SessionMemory | None) -> bool:
-    return memory is not None and hasattr(memory, "outbox")
+def new_session(app_id: int, account: str, resource: str, memory: SessionMemory) -> ClientSession:
+    """A ``ClientSession`` for one connection of ``account``, with the user's lasting memory."""
+    return ClientSession(app_id, account, resource, auto_pull=True, memory=memory)
 
 
 class VirtualUser:
@@ -213,13 +202,10 @@ class VirtualUser:
         session, self._session = self._session, None
         if session is not None:
             session.receive_eof()
-        # Frames still queued never left: drop them; their records are resent below.
+        # Frames still queued never left: drop them. Their stored sends wait in the memory's
+        # outbox, which the next session sends again after BIND; their records stay in flight
+        # under the same packet ids until the ack comes.
         self._out = asyncio.Queue()
-        if _core_has_outbox(self.memory):
-            return
-        unacked = sorted(self._inflight.values(), key=lambda r: r.seq)
-        self._inflight.clear()
-        self._waiting.extendleft(reversed(unacked))
 
     # ------------------------------------------------------------------ sending
 
@@ -277,6 +263,10 @@ class VirtualUser:
                         ledger.fail(rec, err)
                     elif self._on_ack_sample is not None and not math.isnan(rec.sent):
                         self._on_ack_sample(self._wall(rec.sent), self._wall(now), ts / 1000.0)
+                case SendExpired(packet_id=pid, age=age):  # the outbox gave it up
+                    rec = self._inflight.pop(pid, None)
+                    if rec is not None:
+                        ledger.fail(rec, f"SendExpired: unacked after {age:.0f} s")
                 case P2PMessage(payload=payload) | P2TMessage(payload=payload):
                     ledger.deliver(self.index, payload, self._clock())
                 case StatusChange(online=True):
