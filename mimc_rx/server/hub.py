@@ -649,7 +649,7 @@ class Hub:
                 feed.missed = True  # the read in flight, or the next pull, takes them
             else:
                 feed.pending = True
-                self._in_order(conn, self._send_backlog(conn, feed))
+                self._in_order(conn, self._catch_up(conn, feed))
 
     # ------------------------------------------------------------------ events
 
@@ -719,30 +719,64 @@ class Hub:
             session.reject_bind("auto", "invalid-token", "the token does not match the user")
             log.info("%s: BIND refused, token of uuid %s used by %s", conn, user.uuid, event.uuid)
             return
+        # The backlog at login is read before the BIND answer: what the client sends after it
+        # is live. Messages committed from here on are read again below (_catch_up).
+        uuid, resource, limit = user.uuid, event.resource, self.config.backlog_limit
+        cursor = await self.storage.open_cursor(uuid, resource)
+        count, low, high = await self.storage.backlog_summary(uuid, cursor)
+        backlog = await self.storage.backlog(uuid, cursor, count) if 0 < count <= limit else []
+        if conn not in self.connections:
+            return
         if not session.accept_bind(
             user.security_key, app_id=app.app_id, package=app.package, app_account=user.account
         ):
             log.info("%s: BIND refused, signature mismatch", conn)
             return
-        conn.bound(user, app, event.resource)
+        conn.bound(user, app, resource)
         self.unbound.discard(conn)
-        sessions = self._bound.setdefault(user.uuid, {})
-        older = sessions.get(event.resource)
-        sessions[event.resource] = conn
+        sessions = self._bound.setdefault(uuid, {})
+        older = sessions.get(resource)
+        sessions[resource] = conn
         if older is not None and older is not conn:
             # Same (uuid, resource) logged in again: the newer connection wins (issue 3).
             log.info("%s: kicked by a newer login of the same resource", older)
             older.kick("kick", "same-resource-login", "the same resource logged in elsewhere")
-        # Live stored messages wait (pending) until the backlog below is read.
-        feed = self._feeds[conn] = _Feed(sent_through=0, pending=True)
-        log.info("%s: bound as %s/%s", conn, user.account, event.resource)
-        self.touch(conn)  # the BIND answer goes out now
-        await self.broker.claim(user.uuid, event.resource)  # kicks a holder on another node
-        cursor = await self.storage.open_cursor(user.uuid, event.resource)
-        if self._feeds.get(conn) is not feed:
-            return
-        feed.sent_through = cursor
-        await self._send_backlog(conn, feed)
+        log.info("%s: bound as %s/%s", conn, user.account, resource)
+        feed = self._feeds[conn] = _Feed(sent_through=cursor, pending=True)
+        self.touch(conn)  # the BIND answer, then the backlog
+        if count > limit:
+            # docs/protocol.md 6.10: too many to push; the client pulls or uses history.
+            self._notify(conn, feed, low, high)
+        else:
+            self._push_stored(conn, feed, backlog)
+        await self.broker.claim(uuid, resource)  # kicks a holder on another node
+        if count <= limit and self._feeds.get(conn) is feed:
+            await self._catch_up(conn, feed)
+
+    async def _catch_up(self, conn: ClientLink, feed: _Feed) -> None:
+        """Push the stored messages above ``feed.sent_through`` that are live, not a backlog.
+
+        Live stored messages held back (``feed.pending``) while the storage was read, or
+        committed by another process: up to ``pull_limit`` at once, then a pull notification.
+        """
+        assert conn.user is not None
+        uuid, limit = conn.user.uuid, self.config.pull_limit
+        while True:
+            feed.pending, feed.missed = True, False
+            messages = await self.storage.backlog(uuid, feed.sent_through, limit)
+            if self._feeds.get(conn) is not feed:
+                return
+            self._push_stored(conn, feed, messages)
+            if len(messages) >= limit:
+                count, low, high = await self.storage.backlog_summary(uuid, feed.sent_through)
+                if self._feeds.get(conn) is not feed:
+                    return
+                if count:
+                    self._notify(conn, feed, low, high)
+                    return
+            if not feed.missed:
+                feed.pending = False
+                return
 
     async def _send_backlog(self, conn: ClientLink, feed: _Feed) -> None:
         """Push what is stored above ``feed.sent_through``, or announce it when it is too much.
@@ -809,7 +843,7 @@ class Hub:
                 self._notify(conn, feed, low, high)  # 6.10: more is waiting; pull again
                 return
         if feed.missed:
-            await self._send_backlog(conn, feed)
+            await self._catch_up(conn, feed)
         else:
             feed.pending = False
 
@@ -1058,19 +1092,23 @@ class Hub:
         return topic
 
     async def _uc_join(self, conn: ClientLink, topic_id: int) -> None:
-        topic = await self._uc_topic(conn, topic_id)
-        if topic is None or conn.user is None:
-            conn.session.uc_join_result(topic_id, code=UC_NOT_FOUND, message=ERR_NO_TOPIC)
-            return
-        await self.storage.uc_join(topic_id, conn.user.uuid)
+        # Under the tick's lock: a message that arrived after the JOIN is written after it, so
+        # it reaches the new member (as in the order the process received them).
+        async with self._write_lock:
+            topic = await self._uc_topic(conn, topic_id)
+            if topic is None or conn.user is None:
+                conn.session.uc_join_result(topic_id, code=UC_NOT_FOUND, message=ERR_NO_TOPIC)
+                return
+            await self.storage.uc_join(topic_id, conn.user.uuid)
         conn.session.uc_join_result(topic_id, code=UC_OK, message="success")
 
     async def _uc_quit(self, conn: ClientLink, topic_id: int) -> None:
-        topic = await self._uc_topic(conn, topic_id)
-        if topic is None or conn.user is None:
-            conn.session.uc_quit_result(topic_id, code=UC_NOT_FOUND, message=ERR_NO_TOPIC)
-            return
-        await self.storage.uc_quit(topic_id, conn.user.uuid)
+        async with self._write_lock:
+            topic = await self._uc_topic(conn, topic_id)
+            if topic is None or conn.user is None:
+                conn.session.uc_quit_result(topic_id, code=UC_NOT_FOUND, message=ERR_NO_TOPIC)
+                return
+            await self.storage.uc_quit(topic_id, conn.user.uuid)
         conn.session.uc_quit_result(topic_id, code=UC_OK, message="success")
 
     def _on_uc_message(self, conn: ClientLink, event: UCMessageReceived) -> None:

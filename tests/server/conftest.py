@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -47,14 +48,40 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "server.db"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only: about the embedded SQLite store itself (its file, its in-memory state, "
+        "seeding from synchronous code); the `server` fixture runs it on SQLite only",
+    )
+
+
 def make_server(db: Path | str, clock: FakeClock, **config: Any) -> LocalServer:
-    """A server for APP and OTHER_APP with the fake clock and the given config overrides."""
+    """A server for APP and OTHER_APP with the fake clock and the given config overrides.
+
+    ``db`` is an SQLite file (or ``":memory:"``) or a ``postgresql://`` DSN.
+    """
     return LocalServer(db=db, apps=[APP, OTHER_APP], config=ServerConfig(clock=clock, **config))
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, db_path: Path) -> str:
+    """Where the `server` fixture keeps its state: each behaviour test runs on both storages.
+
+    The PostgreSQL run is skipped, with the reason, only when PostgreSQL is not installed
+    (``postgres_dsn`` in tests/conftest.py), or for a test marked ``sqlite_only``.
+    """
+    if request.param == "sqlite":
+        return str(db_path)
+    if request.node.get_closest_marker("sqlite_only") is not None:
+        pytest.skip("about the embedded SQLite store")
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    return dsn
+
+
 @pytest.fixture
-async def server(db_path: Path, clock: FakeClock) -> AsyncIterator[LocalServer]:
-    async with make_server(db_path, clock, max_group_members=5, backlog_limit=5) as srv:
+async def server(storage_url: str, clock: FakeClock) -> AsyncIterator[LocalServer]:
+    async with make_server(storage_url, clock, max_group_members=5, backlog_limit=5) as srv:
         yield srv
 
 
@@ -94,10 +121,18 @@ async def login_http(http: httpx.AsyncClient, account: str, app: AppConfig = APP
 
 
 async def eventually(predicate: Callable[[], object], timeout: float = TIMEOUT) -> None:  # noqa: ASYNC109
-    """Let the loop run until ``predicate()`` is true; fail after ``timeout`` seconds."""
+    """Let the loop run until ``predicate()`` is true; fail after ``timeout`` seconds.
+
+    ``predicate`` may return an awaitable (a storage read), which is awaited.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not predicate():
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout:g} s")
         await asyncio.sleep(0.002)

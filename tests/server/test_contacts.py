@@ -44,6 +44,7 @@ async def _online(server: LocalServer, http: httpx.AsyncClient, *names: str) -> 
     return clients
 
 
+@pytest.mark.sqlite_only
 async def test_contacts_list_conversations_newest_first(
     server: LocalServer, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
@@ -115,6 +116,7 @@ async def test_contacts_list_conversations_newest_first(
         await client.close()
 
 
+@pytest.mark.sqlite_only
 async def test_deleting_a_session_hides_it_until_its_next_message(
     server: LocalServer, http: httpx.AsyncClient
 ) -> None:

@@ -89,9 +89,14 @@ async def test_p2p_ack_delivery_and_sequence_ack(server: LocalServer, connect: C
     assert message.biz_type == "TEXT"
     # bob's client acked the COMPOUND: the server moved bob's cursor to that sequence.
     assert server.hub is not None
-    store, bob_uuid = server.hub.store, bob.session.uuid
+    storage, bob_uuid = server.hub.storage, bob.session.uuid
     assert bob_uuid is not None
-    await eventually(lambda: store.cursor(bob_uuid, "r1") == message.sequence)
+
+    async def acked() -> bool:
+        assert bob_uuid is not None
+        return await storage.cursor(bob_uuid, "r1") == message.sequence
+
+    await eventually(acked)
     assert alice.of(P2PMessage) == []
 
 

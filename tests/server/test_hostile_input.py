@@ -143,7 +143,7 @@ async def test_push_refuses_long_fields(
     assert field in answer["message"]
     assert f"at most {LIMIT} bytes" in answer["message"]
     assert server.hub is not None
-    assert server.hub.store.find_user(APP.app_id, LONG) is None  # nobody was created
+    assert await server.hub.storage.find_user(APP.app_id, LONG) is None  # nobody was created
 
 
 async def test_the_token_service_refuses_long_and_unencodable_accounts(
@@ -156,7 +156,7 @@ async def test_the_token_service_refuses_long_and_unencodable_accounts(
     answer = (await http.post("/api/account/token", content=raw.encode())).json()
     assert answer["code"] == 400, answer  # a lone surrogate: not a 500 from SQLite
     assert server.hub is not None
-    assert server.hub.store.find_user(APP.app_id, LONG) is None
+    assert await server.hub.storage.find_user(APP.app_id, LONG) is None
 
 
 async def test_credential_headers_refuse_a_long_account(http: httpx.AsyncClient) -> None:
@@ -252,7 +252,7 @@ async def test_a_p2p_with_a_long_field_is_refused_in_its_ack(
     await bob.barrier()
     assert [m.packet_id for m in bob.of(P2PMessage)] == ["raw-2"]
     assert server.hub is not None
-    assert server.hub.store.find_user(APP.app_id, LONG) is None
+    assert await server.hub.storage.find_user(APP.app_id, LONG) is None
 
 
 async def test_group_messages_with_a_long_biz_type_are_refused(

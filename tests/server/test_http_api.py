@@ -294,9 +294,9 @@ async def test_refused_invite_creates_no_users(
     ).json()
     assert refused["code"] == 400, refused
     assert server.hub is not None
-    store = server.hub.store
-    assert store.find_user(APP.app_id, "new1") is None
-    assert store.find_user(APP.app_id, "new2") is None
+    storage = server.hub.storage
+    assert await storage.find_user(APP.app_id, "new1") is None
+    assert await storage.find_user(APP.app_id, "new2") is None
     # Members already in count once: re-inviting them with one newcomer fits (4 + 1 = 5).
     fits = (
         await http.post(

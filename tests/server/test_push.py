@@ -53,11 +53,11 @@ async def _online(server: LocalServer, http: httpx.AsyncClient, name: str) -> Wi
     return client
 
 
-def _stored(server: LocalServer, account: str) -> int:
+async def _stored(server: LocalServer, account: str) -> int:
     """How many stored messages wait in the inbox of ``account`` (0 for unknown accounts)."""
     assert server.hub is not None
-    user = server.hub.store.find_user(APP.app_id, account)
-    return 0 if user is None else server.hub.store.backlog_summary(user.uuid, 0)[0]
+    user = await server.hub.storage.find_user(APP.app_id, account)
+    return 0 if user is None else (await server.hub.storage.backlog_summary(user.uuid, 0))[0]
 
 
 async def test_push_p2p_arrives_like_a_message_from_the_account(
@@ -113,7 +113,7 @@ async def test_push_p2p_more_reaches_online_and_offline_accounts(
     assert len(set(ids)) == 3  # one per entry of toAccounts, in order
     assert (await bob.next(P2PMessage)).packet_id == ids[0]
     assert (await carol.next(P2PMessage)).packet_id == ids[1]
-    assert _stored(server, "dave") == 1  # dave never logged in: it waits for him
+    assert await _stored(server, "dave") == 1  # dave never logged in: it waits for him
     dave = await _online(server, http, "dave")
     late = await dave.next(P2PMessage)
     assert (late.packet_id, late.text, late.from_account) == (ids[2], "to all", "alice")
@@ -121,6 +121,7 @@ async def test_push_p2p_more_reaches_online_and_offline_accounts(
         await client.close()
 
 
+@pytest.mark.sqlite_only
 async def test_push_p2t_reaches_every_member_session_but_the_nominal_sender(
     server: LocalServer, http: httpx.AsyncClient
 ) -> None:
@@ -155,6 +156,7 @@ async def test_push_p2t_reaches_every_member_session_but_the_nominal_sender(
         await client.close()
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     ("path", "fields", "code"),
     [
@@ -188,9 +190,9 @@ async def test_push_refusals_send_nothing(
     fields.setdefault("toAccount", "bob")
     answer = await _push(http, path, **fields)
     assert (answer["code"], answer["data"]) == (code, None), answer
-    assert _stored(server, "bob") == 0
+    assert await _stored(server, "bob") == 0
     assert server.hub is not None
-    assert server.hub.store.find_user(APP.app_id, "mallory") is None
+    assert await server.hub.storage.find_user(APP.app_id, "mallory") is None
 
 
 async def test_a_pushed_message_is_accepted_by_the_official_sdk(replay: Replay) -> None:
@@ -224,6 +226,7 @@ async def test_a_pushed_message_is_accepted_by_the_official_sdk(replay: Replay) 
     assert compound.replies == [("SEQUENCE_ACK", call.args[0]["sequence"])]
 
 
+@pytest.mark.sqlite_only
 async def test_a_push_that_cannot_be_committed_is_not_delivered(
     server: LocalServer, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,7 +241,7 @@ async def test_a_push_that_cannot_be_committed_is_not_delivered(
         patch.setattr(store, "commit", broken)
         answer = await _push(http, "p2p/", toAccount="bob", msg="lost")
     assert (answer["code"], answer["message"]) == (500, "internal error")
-    assert _stored(server, "bob") == 0
+    assert await _stored(server, "bob") == 0
     # The next push works, and is the first message bob receives.
     data = await _ok(http, "p2p/", toAccount="bob", msg="kept")
     first = await bob.next(P2PMessage)

@@ -14,6 +14,9 @@ from mimc_rx.server import LocalServer, ServerConfig
 from .conftest import APP, OTHER_APP, FakeClock, eventually, make_server
 from .wire import WireClient
 
+# LocalServer.seed_* are synchronous: they write the embedded SQLite store directly.
+pytestmark = pytest.mark.sqlite_only
+
 KEY = base64.b64encode(b"sixteen byte key").decode()
 
 
