@@ -22,9 +22,9 @@ each run shifts to its own zero.
 A :class:`~mimc_rx.testing.ServerProcess` (or a database path, from which the lab makes one)
 can be killed and restarted, and runs the server on its own CPU, so load figures are not the
 client's and the server's work on one core. An in-process
-:class:`~mimc_rx.server.LocalServer` works for everything but :meth:`restart_server`, and is
-the one server whose tokens :meth:`expire_tokens` can reach (the token table lives in its
-process; a server process offers no hook to expire them).
+:class:`~mimc_rx.server.LocalServer` works for everything but :meth:`restart_server`.
+:meth:`expire_tokens` works with both: it asks the server's admin route
+``POST /api/account/token/expire`` with the app's credentials (docs/server.md).
 """
 
 from __future__ import annotations
@@ -238,36 +238,23 @@ class NetworkLab:
         self._server_faults.append(fault)
         return fault
 
-    def expire_tokens(self, name: str) -> RunFault:
+    async def expire_tokens(self, name: str) -> RunFault:
         """Expire every token the lab fetched for ``name``, on the server, now.
 
         A BIND with one of them is refused with ``token-expired`` and REST calls with them
         answer 401; a bound connection stays up (the server checks tokens at BIND). The lab's
         users fetch a fresh token for each login, so they recover at their next reconnect;
-        combine with :meth:`cut` to force one.
+        combine with :meth:`cut` to force one. Works with a ``LocalServer`` and a server
+        process alike, through ``POST /api/account/token/expire`` (the app's credentials).
 
         Raises:
-            LabError: the server is a separate process: its token table is in that process,
-                and the server offers no API to expire tokens from outside.
+            LabError: the server refused (a server without that route, such as the cloud).
         """
-        hub = getattr(self.server, "hub", None)
-        if isinstance(self.server, ServerProcess) or hub is None:
-            raise LabError(
-                "expire_tokens needs an in-process LocalServer (the token table lives in the "
-                "server's process, and a server process offers no hook to expire tokens)"
-            )
-        store = hub.store
-        clock = hub.config.clock
-        now = clock()
-        expired = 0
-        for token in self._tokens_issued.get(name, []):
-            found = store.lookup_token(token)
-            if found is None:
-                continue
-            user, _ = found
-            store.add_token(token, user.uuid, now - 1.0)  # expired a second ago
-            expired += 1
-        hub.flush()
+        answer = await self.tokens.expire(name, self._tokens_issued.get(name, []))
+        data = answer.get("data")
+        if answer.get("code") != 200 or not isinstance(data, Mapping):
+            raise LabError(f"the server did not expire {name}'s tokens: {answer.get('message')}")
+        expired = data.get("expired")
         loop_now = asyncio.get_running_loop().time()
         fault = RunFault(
             kind="expire-tokens", route=name, start=loop_now, end=loop_now, detail=f"{expired}"

@@ -97,6 +97,17 @@ class HttpTokens:
             self._on_token(account, answer)
         return answer
 
+    async def expire(self, account: str, tokens: Sequence[str]) -> Mapping[str, Any]:
+        """Expire ``tokens`` of ``account`` on the server now (``POST /api/account/token/expire``,
+        a route of the local server, docs/server.md); the raw answer, ``data.expired`` counted."""
+        body = {**self._body, "appAccount": account, "tokens": list(tokens)}
+        response = await self._client.post(self.url + "/expire", json=body)
+        try:
+            answer: dict[str, Any] = response.json()
+        except ValueError:  # not a MIMC envelope: a server without the route
+            return {"code": response.status_code, "message": response.reason_phrase}
+        return answer
+
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()

@@ -23,6 +23,7 @@ from mimc_rx.server.validation import ApiError, parse_id, parse_text
 
 __all__ = [
     "CHID",
+    "MAX_EXPIRE_TOKENS",
     "Caller",
     "TokenService",
     "TokenStatus",
@@ -30,6 +31,9 @@ __all__ = [
 
 CHID = 9
 """The MIMC channel id, always 9 (docs/protocol.md 4.1)."""
+
+MAX_EXPIRE_TOKENS = 1000
+"""The most tokens one ``POST /api/account/token/expire`` may name."""
 
 
 class TokenStatus(Enum):
@@ -129,6 +133,40 @@ class TokenService:
             body.get("appAccount"), "appAccount", max_bytes=self.config.max_field_bytes
         )
         return await self.issue(self.app_for_credentials(body), account)
+
+    async def expire_for_request(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Handle ``POST /api/account/token/expire``: expire tokens of one account, now.
+
+        An admin route of the local server, not of the cloud API: authenticated like the token
+        service (the app's id, key and secret in the body), it makes the ``tokens`` listed,
+        which the app's backend got from the token service for ``appAccount``, expire at once.
+        A BIND with one is then refused with ``token-expired`` and REST calls answer 401; a
+        connection already bound stays up. Tokens that are unknown or not that account's are
+        skipped. Returns ``{"appAccount": ..., "expired": n}``.
+
+        Raises:
+            ApiError: 401 on wrong credentials (nothing is looked up); 400 when ``appAccount``
+                or ``tokens`` is missing or malformed.
+        """
+        app = self.app_for_credentials(body)
+        account = parse_text(
+            body.get("appAccount"), "appAccount", max_bytes=self.config.max_field_bytes
+        )
+        tokens = body.get("tokens")
+        if not isinstance(tokens, list) or len(tokens) > MAX_EXPIRE_TOKENS:
+            raise ApiError(400, f"tokens must be a list of at most {MAX_EXPIRE_TOKENS} tokens")
+        now = self.config.clock()
+        expired = 0
+        for token in dict.fromkeys(
+            parse_text(t, "a token", max_bytes=self.config.max_field_bytes) for t in tokens
+        ):
+            found = await self.storage.lookup_token(token)
+            if found is None or found[0].app_id != app.app_id or found[0].account != account:
+                continue
+            if found[1] > now:
+                await self.storage.add_token(token, found[0].uuid, now)  # expired from now on
+            expired += 1
+        return {"appAccount": account, "expired": expired}
 
     def app_for_credentials(self, body: Mapping[str, Any]) -> AppConfig:
         """The app whose ``appId``, ``appKey`` and ``appSecret`` the JSON body carries.

@@ -53,6 +53,11 @@ async def _token(request: Request) -> Response:
     return success(data)
 
 
+async def _expire_tokens(request: Request) -> Response:
+    # Not in the cloud API: the app's backend (or the network lab) expires tokens it was given.
+    return success(await hub_of(request).tokens.expire_for_request(await json_body(request)))
+
+
 async def _status(request: Request) -> Response:
     hub = hub_of(request)
     return success(
@@ -80,6 +85,7 @@ def _routes() -> list[BaseRoute]:
         Route("/api/", _index, methods=["GET"]),
         Route("/api/account/token", _token, methods=["POST"]),
         Route("/api/account/token/", _token, methods=["POST"]),
+        Route("/api/account/token/expire", _expire_tokens, methods=["POST"]),
         Route("/api/status", _status, methods=["GET"]),
         *uctopic_routes(),
         *topic_routes(),

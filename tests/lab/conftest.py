@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 
 import pytest
 
+from mimc_rx import MIMCUser
 from mimc_rx.lab import NetworkLab
 from mimc_rx.server import LocalServer
 
@@ -27,3 +29,12 @@ async def lab(server: LocalServer) -> AsyncIterator[NetworkLab]:
         yield lab
     finally:
         await lab.close()
+
+
+async def back_online_with_a_new_token(user: MIMCUser, old: str) -> None:
+    """Wait until ``user`` is logged in again with a token other than ``old`` (or fail)."""
+    for _ in range(int(100 * SCALE)):
+        await asyncio.sleep(0.05)
+        if user.is_logged_in and user.token != old:
+            return
+    raise AssertionError(f"{user.app_account} is not back online with a new token")
