@@ -7,12 +7,34 @@ bytes into events; the gateway hands each event to :meth:`Hub.handle`, which mak
 decisions (who is this token, who receives this message, what is stored) and answers with
 session commands. The hub never touches bytes.
 
-Work is grouped by event-loop tick. Handlers write to the store and *queue* their answers
-(PACKET_ACKs, deliveries); the first handler of a tick schedules :meth:`Hub.flush` with
-``call_soon``. ``flush`` commits once, then issues the queued acks, then one COMPOUND per
-receiving session carrying everything that arrived for it in that tick, then lets each touched
-connection write its frames. So an ack is never sent for an uncommitted message, and a burst of
-messages costs one commit and few frames (docs/protocol.md 6.6-6.9).
+The durable state is a :class:`~mimc_rx.server.storage.interface.Storage` (the embedded SQLite
+one by default, or PostgreSQL) and other server processes are reached through a
+:class:`~mimc_rx.server.broker.Broker` (in-process by default, or Redis); docs/scale-out.md.
+
+Work is grouped by event-loop tick. Handlers validate what needs no storage and *queue*
+intents (``P2PWrite``, ``P2TWrite``, ``UCWrite``, ``CursorWrite``) in arrival order, with the
+acks that need no write; the first of a tick starts one task. The task, under a lock (one
+writer per process, ticks in order), awaits ``Storage.write_tick`` with the tick's intents,
+which commits before it returns; then it builds the acks (a duplicate gets its original ack)
+and the deliveries from the outcomes, issues the acks, one COMPOUND per receiving session with
+everything that arrived for it, and lets each touched connection write its frames. So an ack is
+never sent for an uncommitted message, and a burst of messages costs one transaction and few
+frames (docs/protocol.md 6.6-6.9). If the write fails, one line is logged and nothing of it is
+acked: the senders send again. The SQLite ``write_tick`` never suspends, so the default pays
+one task per tick and nothing per message.
+
+Reads (BIND's token, cursor and backlog; PULL; UC JOIN/QUIT) are awaited in a task per request,
+serialised per connection so each connection's order holds. The backlog at BIND is read before
+the BIND answer; while a read is in flight the feed is ``pending`` (below), and a live stored
+message held back meanwhile makes the read start again (``missed``).
+
+Several processes: a stored message reaches a connection held elsewhere as a LOOK signal (its
+holder reads the storage from ``sent_through``, so a connection sees its stored messages in
+sequence order whichever process committed them); with another node on the bus, local
+connections read them the same way. Unstored messages, a sender's own group copy, UC messages
+and DISMISS travel as DELIVER/FANOUT bodies (:mod:`mimc_rx.server.relay`). A KICK signal (the
+same resource logged in on another process) kicks the local connection; after a broker outage
+every bound connection looks again.
 
 Routing rules (docs/protocol.md 6.6, 6.7, 6.12):
 
@@ -667,7 +689,8 @@ class Hub:
             case PullRequested():
                 feed = self._feeds.get(conn)
                 if conn.user is not None and feed is not None:
-                    self._in_order(conn, self._pull(conn, feed))
+                    # docs/protocol.md 6.11: ordinary COMPOUND lists of what is pending here.
+                    self._in_order(conn, self._catch_up(conn, feed))
             case Pinged():
                 pass
             case UCMessageReceived():
@@ -754,10 +777,11 @@ class Hub:
             await self._catch_up(conn, feed)
 
     async def _catch_up(self, conn: ClientLink, feed: _Feed) -> None:
-        """Push the stored messages above ``feed.sent_through`` that are live, not a backlog.
+        """Push the stored messages above ``feed.sent_through``, oldest first: a PULL's answer.
 
-        Live stored messages held back (``feed.pending``) while the storage was read, or
-        committed by another process: up to ``pull_limit`` at once, then a pull notification.
+        Also for live stored messages held back (``feed.pending``) while the storage was read,
+        or committed by another process. Up to ``pull_limit`` at once; when that fills, a new
+        pull notification says more is waiting (6.10).
         """
         assert conn.user is not None
         uuid, limit = conn.user.uuid, self.config.pull_limit
@@ -824,28 +848,6 @@ class Hub:
         feed.notified.add(high)
         self._notices[conn] = (low, high)
         self.touch(conn)
-
-    async def _pull(self, conn: ClientLink, feed: _Feed) -> None:
-        # docs/protocol.md 6.11: answer with ordinary COMPOUND lists of what is pending: the
-        # stored messages not sent on this connection yet, oldest first.
-        assert conn.user is not None
-        uuid, limit = conn.user.uuid, self.config.pull_limit
-        feed.pending, feed.missed = True, False
-        messages = await self.storage.backlog(uuid, feed.sent_through, limit)
-        if self._feeds.get(conn) is not feed:
-            return
-        self._push_stored(conn, feed, messages)
-        if len(messages) >= limit:
-            count, low, high = await self.storage.backlog_summary(uuid, feed.sent_through)
-            if self._feeds.get(conn) is not feed:
-                return
-            if count:
-                self._notify(conn, feed, low, high)  # 6.10: more is waiting; pull again
-                return
-        if feed.missed:
-            await self._catch_up(conn, feed)
-        else:
-            feed.pending = False
 
     def _on_sequence_ack(self, conn: ClientLink, sequence: int) -> None:
         # 6.9: "delivered up to here", but never past what this connection was sent.
