@@ -5,7 +5,6 @@ what the committed notebooks promise: the quickstart's chat panel outlives Run A
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,8 @@ def _execute(cells: list[str], tmp_path: Path) -> Any:
     nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:
-        from test_notebooks import execute
-    finally:
-        sys.path.remove(str(ROOT / "tests"))
+    from .test_notebooks import execute
+
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(code) for code in cells]
     path = tmp_path / "probe.ipynb"

@@ -60,11 +60,7 @@ def test_the_notebook_blocks_run_in_order(tmp_path: Path) -> None:
     nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:
-        from test_notebooks import execute
-    finally:
-        sys.path.remove(str(ROOT / "tests"))
+    from .test_notebooks import execute
 
     cells = [code for kind, code in readme_blocks() if kind == "notebook"]
     notebook = nbformat.v4.new_notebook()

@@ -98,6 +98,8 @@ def test_plots_draw_with_labels() -> None:
     ax = run.plot_latency()
     assert ax.get_xlabel()
     assert ax.get_ylabel()
-    assert any("pause" in t.get_text() for t in ax.get_legend().get_texts())
+    legend = ax.get_legend()
+    assert legend is not None
+    assert any("pause" in t.get_text() for t in legend.get_texts())
     assert run.plot_throughput().get_ylabel() == "messages per second"
     assert run.plot_cdf().get_xlabel().startswith("delivery latency")
