@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from mimc_rx.errors import (
     FrameError,
@@ -67,6 +67,7 @@ from mimc_rx.protocol.codec import (
     MIMCPacket,
     WireUser,
 )
+from mimc_rx.protocol.codec_base import constructor
 from mimc_rx.protocol.crypto import PayloadCipher, bind_signature
 from mimc_rx.protocol.events import (
     BadPacket,
@@ -565,25 +566,75 @@ class ClientSession:
         # 5: every s2c SECMSG payload is RC4 with this frame's header id (the SDK ignores
         # the cipher flag, so do we).
         plain = self._cipher(frame.header.id or "", frame.payload)
+        # The hot path: a PACKET_ACK, or a COMPOUND of P2P/P2T messages for us, is read straight
+        # into the events; anything else (or unusual) through the generic decoder, which gives
+        # the exact error. Both feed the same rules below (tests/protocol/test_codec_fast.py).
+        fields = codec.decode_s2c_packet(plain)
+        if fields is not None:
+            if fields[0] == _PACKET_ACK:
+                _, packet_id, sequence, timestamp, err_msg = cast(codec.AckFields, fields)
+                self._on_ack(packet_id, sequence, timestamp, err_msg)
+                return
+            _, uuid, resource, max_sequence, entries = cast(codec.ListFields, fields)
+            assert self._token is not None
+            if uuid == self._token.uuid and resource == self._resource:
+                self._on_deliveries(entries, max_sequence)
+                return
         packet = codec.decode_packet(plain)
         match packet.body:
             case codec.MIMCPacketAck() as ack:
-                packet_id = PacketId(ack.packet_id or "")
-                if self._memory.first_ack(packet_id):  # one ServerAck per send
-                    self._events.append(
-                        ServerAck(
-                            packet_id=packet_id,
-                            sequence=ack.sequence or 0,
-                            timestamp=ack.timestamp or 0,
-                            err_msg=ack.error_msg or "",
-                        )
-                    )
+                self._on_ack(
+                    ack.packet_id or "", ack.sequence or 0, ack.timestamp or 0, ack.error_msg or ""
+                )
             case codec.MIMCPacketList() as plist:
                 self._on_packet_list(packet, plist)
             case codec_uc.UCPacket() as uc:
                 self._on_uc_packet(packet, uc)
             case _:
                 pass  # 6.8, 3: other types are ignored by the SDK
+
+    def _on_ack(self, packet_id: str, sequence: int, timestamp: int, err_msg: str) -> None:
+        if self._memory.first_ack(packet_id):  # one ServerAck per send
+            self._events.append(_make_ack(PacketId(packet_id), sequence, timestamp, err_msg))
+
+    def _on_deliveries(self, entries: list[codec.DeliveryFields], max_sequence: int | None) -> None:
+        # _on_packet_list for a list of P2P/P2T messages for us, read by the fast path: the
+        # same rules (dedup by sequence, emit, then SEQUENCE_ACK, then auto-pull) on flat values.
+        first, events = self._memory.first_delivery, self._events
+        for entry in entries:
+            ptype, packet_id, sequence, timestamp, account, resource, to_account = entry[:7]
+            if not first(sequence):  # 6.8 step 4, 5: a duplicate is acked, not emitted
+                continue
+            if ptype == _P2P:
+                events.append(
+                    _make_p2p(
+                        PacketId(packet_id),
+                        sequence,
+                        timestamp,
+                        account,
+                        resource,
+                        to_account,
+                        entry[7],
+                        entry[9],
+                        entry[10],
+                        entry[11],
+                    )
+                )
+            else:
+                events.append(
+                    _make_p2t(
+                        PacketId(packet_id),
+                        sequence,
+                        timestamp,
+                        account,
+                        resource,
+                        entry[8],
+                        entry[9],
+                        entry[10],
+                        entry[11],
+                    )
+                )
+        self._after_list(max_sequence, [entry[2] for entry in entries])
 
     def _on_packet_list(self, packet: MIMCPacket, plist: codec.MIMCPacketList) -> None:
         assert self._token is not None
@@ -602,23 +653,23 @@ class ClientSession:
             return
         for item in plist.packets:
             self._on_delivered(item)
+        self._after_list(plist.max_sequence, [item.sequence or 0 for item in plist.packets])
+
+    def _after_list(self, max_sequence: int | None, sequences: list[int]) -> None:
         # 6.8 step 4: the SDK queues the ack first; here it is queued once every packet became
         # an event, so an internal failure half-way acks nothing. On the wire the order is the
         # same: the driver publishes the events before it writes the ack (docs/sansio.md).
-        if plist.max_sequence is not None:
-            self._send_sequence_ack(plist.max_sequence)
+        if max_sequence is not None:
+            self._send_sequence_ack(max_sequence)
         if self._pull_target is not None:
-            self._continue_pull(plist)
+            self._continue_pull(sequences)
 
-    def _continue_pull(self, plist: codec.MIMCPacketList) -> None:
+    def _continue_pull(self, sequences: list[int]) -> None:
         # 6.11: one PULL answers at most the server's page size. Pull again while an answer
         # brings part of the notified range; stop once it is covered or nothing of it came.
         target = self._pull_target
         assert target is not None
-        pulled = max(
-            (seq for item in plist.packets if (seq := item.sequence or 0) <= target),
-            default=None,
-        )
+        pulled = max((seq for seq in sequences if seq <= target), default=None)
         if pulled is None:
             return
         if pulled >= target:
@@ -846,6 +897,41 @@ def _uc_message(message: codec_uc.UCMessageBody, list_topic: int) -> UCMessage:
         is_store=bool(message.is_store),
     )
 
+
+# The receive fast path builds its events with positional constructors (codec_base): the same
+# objects as the keyword calls, without a frozen __init__'s object.__setattr__ per field.
+_make_ack: Final = constructor(ServerAck, ("packet_id", "sequence", "timestamp", "err_msg"))
+_make_p2p: Final = constructor(
+    P2PMessage,
+    (
+        "packet_id",
+        "sequence",
+        "timestamp",
+        "from_account",
+        "from_resource",
+        "to_account",
+        "to_resource",
+        "payload",
+        "biz_type",
+        "is_store",
+    ),
+)
+_make_p2t: Final = constructor(
+    P2TMessage,
+    (
+        "packet_id",
+        "sequence",
+        "timestamp",
+        "from_account",
+        "from_resource",
+        "topic_id",
+        "payload",
+        "biz_type",
+        "is_store",
+    ),
+)
+_PACKET_ACK: Final = int(codec.PacketType.PACKET_ACK)
+_P2P: Final = int(codec.PacketType.P2P_MESSAGE)
 
 _Handler = Callable[[ClientSession, Frame, float], None]
 

@@ -39,15 +39,18 @@ from mimc_rx.protocol.codec_wire import varint
 __all__ = [
     "DEFAULT_SERVER",
     "MIMC_CHID",
+    "AckFields",
     "BindRequest",
     "BindResponse",
     "Cmd",
     "ConnRequest",
     "ConnResponse",
+    "DeliveryFields",
     "EncodedEntry",
     "GroupFields",
     "Header",
     "HeaderTemplate",
+    "ListFields",
     "MIMCGroup",
     "MIMCP2PMessage",
     "MIMCP2TMessage",
@@ -67,6 +70,7 @@ __all__ = [
     "decode_message",
     "decode_message_packet",
     "decode_packet",
+    "decode_s2c_packet",
     "encode_header",
     "encode_message",
     "encode_packet",
@@ -674,9 +678,124 @@ def _flat_user(user: Any) -> UserFields | None:
     return app_id, account, uuid, resource
 
 
+# ------------------------------------------------------------- the s2c fast path
+
+AckFields: TypeAlias = tuple[int, str, int, int, str]
+"""A PACKET_ACK as a client reads it: ``(4, packet_id, sequence, timestamp, error_msg)``, an absent
+field as ``""`` / ``0`` (what the client makes of ``None``)."""
+DeliveryFields: TypeAlias = tuple[int, str, int, int, str, str, str, str, int, bytes, str, bool]
+"""One P2P or P2T entry of a COMPOUND as a client reads it: ``(type, packet_id, sequence,
+timestamp, from_account, from_resource, to_account, to_resource, topic_id, payload, biz_type,
+is_store)``, an absent field as its zero value; P2P entries have topic_id 0, P2T entries
+empty ``to_*`` strings."""
+ListFields: TypeAlias = tuple[int, int | None, str, int | None, list[DeliveryFields]]
+"""A COMPOUND (``status`` NORMAL or absent) as a client reads it: ``(6, uuid, resource,
+max_sequence, entries)``; ``uuid`` and ``max_sequence`` are ``None`` when absent (the client
+tells them apart from 0), ``resource`` is ``""`` when absent."""
+
+
+def decode_s2c_packet(data: bytes) -> AckFields | ListFields | None:
+    """What a client needs of the two s2c packets of every message, without the dataclasses.
+
+    A PACKET_ACK gives ``AckFields``; a COMPOUND whose status is not EXCEED_COUNT_LIMIT and
+    whose entries are all well-formed P2P or P2T messages gives ``ListFields``. Everything
+    else, and anything unusual (junk, a string that is not UTF-8, an entry of another type or
+    that does not decode, a pull notification), returns None: the caller then takes the
+    generic ``decode_packet``, which gives the exact error or body, so the two paths never
+    disagree (tests/protocol/test_codec_fast.py checks it with generated packets).
+    """
+    try:
+        msg: Any = _PacketFromString(data)
+        ptype = msg.type
+        if ptype == 4:
+            ack: Any = _AckFromString(msg.payload)
+        elif ptype == 6:
+            plist: Any = _ListFromString(msg.payload)
+        else:
+            return None
+    except Exception:
+        return None
+    # The generic decoder checks every string of the packet for UTF-8 (upb hands back bytes).
+    if msg.packetId.__class__ is not str or msg.package.__class__ is not str:
+        return None
+    if ptype == 4:
+        packet_id, error_msg = ack.packetId, ack.errorMsg
+        if (
+            packet_id.__class__ is not str
+            or error_msg.__class__ is not str
+            or ack.resource.__class__ is not str
+            or ack.package.__class__ is not str
+        ):
+            return None
+        return (4, packet_id, ack.sequence, ack.timestamp, error_msg)
+    if plist.status == 2:  # a pull notification (6.10): the generic path's
+        return None
+    resource = plist.resource
+    if resource.__class__ is not str:
+        return None
+    uuid: int | None = plist.uuid
+    if not uuid and not plist.HasField("uuid"):
+        uuid = None
+    max_sequence: int | None = plist.maxSequence
+    if not max_sequence and not plist.HasField("maxSequence"):
+        max_sequence = None
+    entries: list[DeliveryFields] = []
+    add = entries.append
+    try:
+        for item in plist.packets:
+            etype = item.type
+            if etype == 1:
+                if not item.HasField("type"):  # 1 is the default: an absent type is no P2P
+                    return None
+                body: Any = _P2PFromString(item.payload)
+                to: Any = body.to
+                to_account, to_resource, topic_id = to.appAccount, to.resource, 0
+                if to_account.__class__ is not str or to_resource.__class__ is not str:
+                    return None
+            elif etype == 2:
+                body = _P2TFromString(item.payload)
+                to_account = to_resource = ""
+                topic_id = body.to.topicId
+            else:
+                return None
+            sender: Any = getattr(body, "from")
+            entry_id = item.packetId
+            from_account, from_resource = sender.appAccount, sender.resource
+            biz_type = body.bizType
+            if (
+                entry_id.__class__ is not str
+                or item.package.__class__ is not str
+                or from_account.__class__ is not str
+                or from_resource.__class__ is not str
+                or biz_type.__class__ is not str
+            ):
+                return None
+            add(
+                (
+                    etype,
+                    entry_id,
+                    item.sequence,
+                    item.timestamp,
+                    from_account,
+                    from_resource,
+                    to_account,
+                    to_resource,
+                    topic_id,
+                    body.payload,
+                    biz_type,
+                    body.isStore,
+                )
+            )
+    except Exception:  # an entry that does not decode: the generic path reports it
+        return None
+    return (6, uuid, resource, max_sequence, entries)
+
+
 _PacketFromString: Final = _mimc.MIMCPacket.FromString
 _P2PFromString: Final = _mimc.MIMCP2PMessage.FromString
 _P2TFromString: Final = _mimc.MIMCP2TMessage.FromString
+_AckFromString: Final = _mimc.MIMCPacketAck.FromString
+_ListFromString: Final = _mimc.MIMCPacketList.FromString
 
 
 register(Header, _cm.ClientHeader)
