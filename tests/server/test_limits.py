@@ -16,7 +16,7 @@ import pytest
 from mimc_rx.protocol.events import P2PMessage, ServerAck
 from mimc_rx.server import LocalServer
 from mimc_rx.server.gateway import GatewayConnection
-from mimc_rx.server.hub import compound_chunks
+from mimc_rx.server.hub.outbox import compound_chunks
 
 from .conftest import FakeClock, eventually, login_http, make_server
 from .wire import WireClient
