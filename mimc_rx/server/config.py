@@ -99,6 +99,9 @@ class ServerConfig:
             exceeds a client's message size limit (the SDKs refuse 1 MiB). One message always
             fits alone, whatever its size.
         pull_limit: the most messages one PULL delivers.
+        max_tick_items: the most messages (and refusals) one tick writes and acks; the rest of
+            a burst, such as one socket read of a flooding client, goes to the next tick, so
+            each transaction stays bounded and other connections are served in between.
         max_group_members: the member limit of a normal group (8.3).
         history_max_count: the most messages one history query returns.
         contact_max_age: seconds of conversation the recent-contacts list covers (8.5; the
@@ -151,6 +154,7 @@ class ServerConfig:
     compound_size: int = 100
     max_compound_bytes: int = 512 * 1024
     pull_limit: int = 1000
+    max_tick_items: int = 1024
     max_group_members: int = 500
     history_max_count: int = 1000
     contact_max_age: float = 30 * 24 * 3600.0

@@ -14,6 +14,10 @@ message, and a burst of messages costs one transaction and few frames (docs/prot
 6.6-6.9). If the write fails, one line is logged and nothing of it is acked: the senders send
 again. The SQLite ``write_tick`` never suspends, so the default pays one task per tick and
 nothing per message.
+
+A tick takes at most ``ServerConfig.max_tick_items`` ops; what is left (one socket read of a
+flooding client can hold thousands of messages) goes to the next tick, a task of its own, so a
+burst is written and acked in several bounded transactions and other work runs in between.
 """
 
 from __future__ import annotations
@@ -111,12 +115,18 @@ class TickPipeline:
     async def flush(self) -> None:
         """Write everything queued and send the acks and deliveries now."""
         await self._tick()
+        while self._ops:
+            await self._tick()
 
     async def _tick(self) -> None:
         """One tick: write the intents, then ack and deliver (module docstring)."""
         async with self.write_lock:
             self._scheduled = False
-            ops, self._ops = self._ops, []
+            limit = max(1, self.config.max_tick_items)
+            if len(self._ops) <= limit:
+                ops, self._ops = self._ops, []
+            else:
+                ops, self._ops = self._ops[:limit], self._ops[limit:]
             backlog = self.backlog
             cursors, backlog.cursor_writes = backlog.cursor_writes, []
             intents: list[Intent] = [op[2] for op in ops if op[2] is not None]
@@ -138,6 +148,8 @@ class TickPipeline:
             relay = self.signals.new_relay()
             self.router.route(ops, outcomes, relay)
             self.outbox.send()
+            if self._ops:
+                self.schedule()  # the rest of a burst: the next tick
             if relay:
                 await self.signals.send(relay)
 
