@@ -32,6 +32,9 @@ from .fakes import FakeNet, token_answer
 
 def make_user(net: FakeNet, fetch: Any = None, **kwargs: Any) -> MIMCUser:
     fetch = fetch or (lambda: token_answer())
+    # A failed first login is retried with real backoff delays; the tests that are about those
+    # retries ask for them, the others see the first failure at once.
+    kwargs.setdefault("login_retries", 0)
     return MIMCUser("alice", app_id="1001", token_fetcher=fetch, **net.kwargs(), **kwargs)
 
 
@@ -127,7 +130,7 @@ async def test_connect_failure_is_an_offline_status(net: FakeNet) -> None:
 
 async def test_a_first_login_retries_a_failed_connect_with_the_backoff(net: FakeNet) -> None:
     net.connect_errors.append("cannot connect to ws://x: refused")
-    user = make_user(net, reconnect=Backoff(initial=0.001, jitter=0.0))
+    user = make_user(net, reconnect=Backoff(initial=0.001, jitter=0.0), login_retries=3)
     retries: list[Reconnecting] = []
     user.reconnects.subscribe(retries.append)
     assert (await user.login()).online
