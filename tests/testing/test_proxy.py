@@ -310,3 +310,4 @@ async def test_aclose_closes_connections_and_ports(echo: EchoServer) -> None:
     await eventually(lambda: echo.endings == ["eof"])
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", port)
+    writer.close()  # the echo fixture's teardown waits for its connections to end
