@@ -312,7 +312,51 @@ class LocalServer:
             raise RuntimeError("seed a running server: inside `async with LocalServer(...)`")
         return self.hub
 
+    def _now(self, name: str, coro: Coroutine[Any, Any, _T]) -> _T:
+        # The synchronous seed_* run their async twin to its end at once, which only the
+        # embedded SQLite storage allows (its calls never suspend).
+        from mimc_rx.server.storage.sqlite_async import SQLiteStorage
+
+        try:
+            hub = self._running_hub()
+            if not isinstance(hub.storage, SQLiteStorage):
+                raise RuntimeError(
+                    f"LocalServer.{name} is synchronous and works on the embedded SQLite storage "
+                    f"only; on {hub.storage!r} use `await server.{name}_async(...)`"
+                )
+        except RuntimeError:
+            coro.close()
+            raise
+        return _done_now(coro)
+
     def seed_user(
+        self,
+        account: str,
+        *,
+        uuid: int | None = None,
+        security_key: str | None = None,
+        token: str | None = None,
+        app: AppConfig | int | None = None,
+        last_sequence: int = 0,
+        token_ttl: float | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`seed_user_async` from synchronous code, on the embedded SQLite storage only.
+
+        Raises:
+            RuntimeError: the server is not running, or its storage is not SQLite.
+        """
+        seeding = self.seed_user_async(
+            account,
+            uuid=uuid,
+            security_key=security_key,
+            token=token,
+            app=app,
+            last_sequence=last_sequence,
+            token_ttl=token_ttl,
+        )
+        return self._now("seed_user", seeding)
+
+    async def seed_user_async(
         self,
         account: str,
         *,
@@ -329,7 +373,8 @@ class LocalServer:
         recorded session (the golden vectors of the official SDK, a test fixture, an account
         moved from another server) can log in here unchanged: its BIND frame carries the
         token and a signature made with the security key (docs/protocol.md 6.3). Call it from the
-        server's event loop while the server runs; the change is committed at once.
+        server's event loop while the server runs; the change is committed at once. Works on
+        every storage; :meth:`seed_user` is the synchronous twin for SQLite.
 
         Args:
             account: the app account.
@@ -352,22 +397,38 @@ class LocalServer:
 
         hub = self._running_hub()
         chosen = self._pick_app(app)
-        store = hub.store
-        existing = store.find_user(chosen.app_id, account)
+        storage = hub.storage
+        existing = await storage.find_user(chosen.app_id, account)
         if uuid is None:
             uuid = existing.uuid if existing is not None else random_id()
-            while existing is None and uuid in store.users:
+            while existing is None and await storage.user(uuid) is not None:
                 uuid = random_id()
         if security_key is None:
             security_key = existing.security_key if existing is not None else new_security_key()
-        user = store.import_user(
+        user = await storage.import_user(
             chosen.app_id, account, uuid=uuid, security_key=security_key, last_seq=last_sequence
         )
-        store.commit()
-        grant = hub.tokens.grant(chosen, user, token or secrets.token_urlsafe(32), ttl=token_ttl)
-        return _done_now(grant)
+        token = token or secrets.token_urlsafe(32)
+        return await hub.tokens.grant(chosen, user, token, ttl=token_ttl)
 
     def seed_topic(
+        self,
+        topic_id: int,
+        *,
+        owner: str,
+        members: Sequence[str] = (),
+        name: str = "",
+        app: AppConfig | int | None = None,
+    ) -> int:
+        """:meth:`seed_topic_async` from synchronous code, on the embedded SQLite storage only.
+
+        Raises:
+            RuntimeError: the server is not running, or its storage is not SQLite.
+        """
+        seeding = self.seed_topic_async(topic_id, owner=owner, members=members, name=name, app=app)
+        return self._now("seed_topic", seeding)
+
+    async def seed_topic_async(
         self,
         topic_id: int,
         *,
@@ -386,11 +447,11 @@ class LocalServer:
         """
         hub = self._running_hub()
         chosen = self._pick_app(app)
-        store = hub.store
-        uuids = [store.ensure_user(chosen.app_id, a).uuid for a in (owner, *members)]
+        storage = hub.storage
+        uuids = [(await storage.ensure_user(chosen.app_id, a)).uuid for a in (owner, *members)]
         if len(set(uuids)) > self.config.max_group_members:
             raise ValueError(f"a group has at most {self.config.max_group_members} members")
-        topic = store.create_topic(
+        topic = await storage.create_topic(
             app_id=chosen.app_id,
             name=name,
             owner=uuids[0],
@@ -398,10 +459,28 @@ class LocalServer:
             now_ms=self.config.now_ms(),
             topic_id=topic_id,
         )
-        store.commit()
         return topic.topic_id
 
     def seed_uc_topic(
+        self,
+        topic_id: int,
+        *,
+        owner: str,
+        members: Sequence[str] = (),
+        name: str = "",
+        app: AppConfig | int | None = None,
+    ) -> int:
+        """:meth:`seed_uc_topic_async` from synchronous code, on the embedded SQLite storage only.
+
+        Raises:
+            RuntimeError: the server is not running, or its storage is not SQLite.
+        """
+        seeding = self.seed_uc_topic_async(
+            topic_id, owner=owner, members=members, name=name, app=app
+        )
+        return self._now("seed_uc_topic", seeding)
+
+    async def seed_uc_topic_async(
         self,
         topic_id: int,
         *,
@@ -420,9 +499,9 @@ class LocalServer:
         """
         hub = self._running_hub()
         chosen = self._pick_app(app)
-        store = hub.store
-        owner_uuid = store.ensure_user(chosen.app_id, owner).uuid
-        topic = store.create_uc_topic(
+        storage = hub.storage
+        owner_uuid = (await storage.ensure_user(chosen.app_id, owner)).uuid
+        topic = await storage.create_uc_topic(
             app_id=chosen.app_id,
             name=name,
             owner=owner_uuid,
@@ -430,8 +509,8 @@ class LocalServer:
             topic_id=topic_id,
         )
         for account in members:
-            store.uc_join(topic, store.ensure_user(chosen.app_id, account).uuid)
-        store.commit()
+            member = await storage.ensure_user(chosen.app_id, account)
+            await storage.uc_join(topic.topic_id, member.uuid)
         return topic.topic_id
 
     # ------------------------------------------------------------------ tokens
