@@ -57,7 +57,7 @@ from mimc_rx.errors import (
     PayloadTooLarge,
     TokenError,
 )
-from mimc_rx.protocol import codec, codec_uc
+from mimc_rx.protocol import codec, codec_uc, codec_wire
 from mimc_rx.protocol.codec import (
     DEFAULT_SERVER,
     Cmd,
@@ -197,6 +197,7 @@ class ClientSession:
         self._cipher: PayloadCipher | None = None  # the key decoded once (docs/protocol.md 5)
         self._secmsg_header: HeaderTemplate | None = None  # c2s SECMSG headers, from login on
         self._me_cache: WireUser | None = None
+        self._send_template: codec_wire.SendTemplate | None = None  # P2P/P2T packets, from login
         self._challenge: str | None = None
         self._events: list[ClientEvent] = []
         self._out: list[bytes] = []
@@ -363,6 +364,15 @@ class ClientSession:
         self._cipher = PayloadCipher(self._token.security_key_b64)  # checked base64 by the parse
         self._me_cache = None
         self._secmsg_header = HeaderTemplate(self._header(Cmd.SECMSG, ""))
+        self._send_template = codec_wire.SendTemplate(
+            codec_wire.encode_user(
+                self._app_id, self._app_account, self._token.uuid, self._resource
+            ),
+            self._app_id,
+            self._token.app_package,
+            p2p_type=_P2P,
+            p2t_type=_P2T,
+        )
         # 6.1 step 1, 4.1: the CONN header carries only server, cmd and id.
         header = Header(server=DEFAULT_SERVER, cmd=Cmd.CONN, id=self._ids())
         self._send(header, codec.encode_message(codec.ConnRequest()))
@@ -388,14 +398,12 @@ class ClientSession:
         data = check_payload(payload, P2P_TEXT_LIMIT)
         if is_store:
             self._memory.outbox.check_room()
-        message = codec.MIMCP2PMessage(
-            sender=self._me(),
-            to=WireUser(app_id=self._app_id, app_account=to_account),  # 6.6: appId + account
-            payload=data,
-            is_store=is_store,
-            biz_type=biz_type or None,  # 6.6: absent on the wire when not given
-        )
-        return self._send_body(message, keep_at=now if is_store else None)
+        # 6.6: to = appId + account; bizType absent on the wire when not given. Written
+        # straight from the fields (codec_wire.SendTemplate: the bytes of the MIMCP2PMessage).
+        assert self._send_template is not None
+        packet_id = self._ids()
+        plain = self._send_template.p2p(packet_id, to_account, data, is_store, biz_type or None)
+        return self._send_plain(packet_id, plain, now if is_store else None)
 
     def send_p2t(
         self,
@@ -411,14 +419,10 @@ class ClientSession:
         data = check_payload(payload, P2P_TEXT_LIMIT)
         if is_store:
             self._memory.outbox.check_room()
-        message = codec.MIMCP2TMessage(
-            sender=self._me(),
-            to=MIMCGroup(app_id=self._app_id, topic_id=topic_id),
-            payload=data,
-            is_store=is_store,
-            biz_type=biz_type or None,
-        )
-        return self._send_body(message, keep_at=now if is_store else None)
+        assert self._send_template is not None
+        packet_id = self._ids()
+        plain = self._send_template.p2t(packet_id, topic_id, data, is_store, biz_type or None)
+        return self._send_plain(packet_id, plain, now if is_store else None)
 
     def send_uc(
         self,
@@ -830,6 +834,10 @@ class ClientSession:
         assert self._token is not None
         packet_id = self._ids()
         plain = codec.encode_packet_of(body, packet_id=packet_id, package=self._token.app_package)
+        return self._send_plain(packet_id, plain, keep_at)
+
+    def _send_plain(self, packet_id: str, plain: bytes, keep_at: float | None) -> PacketId:
+        # An encoded MIMCPacket as one SECMSG; with keep_at, it waits in the outbox for its ack.
         self._send_secmsg(packet_id, plain)
         if keep_at is not None:
             self._memory.outbox.add(packet_id, plain, keep_at)
@@ -932,6 +940,7 @@ _make_p2t: Final = constructor(
 )
 _PACKET_ACK: Final = int(codec.PacketType.PACKET_ACK)
 _P2P: Final = int(codec.PacketType.P2P_MESSAGE)
+_P2T: Final = int(codec.PacketType.P2T_MESSAGE)
 
 _Handler = Callable[[ClientSession, Frame, float], None]
 

@@ -10,8 +10,10 @@ byte, a varint or a length-delimited value, in field-number order and with the p
 generic path would give, so the bytes equal ``codec.encode_message`` of the same dataclass
 (tests/protocol/test_codec_wire.py compares them).
 
-Only what the sessions send per message is here: MIMCUser, MIMCP2PMessage, MIMCPacketAck,
-MIMCPacket, MIMCPacketList. Every field number used is one of ``mimc.proto``'s.
+Only what the sessions send per message is here: MIMCUser, MIMCGroup, MIMCP2PMessage (and
+MIMCP2TMessage, the same fields with a group for ``to``), MIMCPacketAck, MIMCPacket,
+MIMCPacketList; ``SendTemplate`` is the client's side, its P2P and P2T packets. Every field
+number used is one of ``mimc.proto``'s.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Final
 __all__ = [
     "PacketAckTemplate",
     "PacketTemplate",
+    "SendTemplate",
+    "encode_group",
     "encode_p2p_message",
     "encode_packet_list",
     "encode_user",
@@ -82,6 +86,16 @@ def encode_user(
         parts += (b"\x18", varint(uuid))
     if resource is not None:
         parts.append(_string(b"\x22", resource))
+    return b"".join(parts)
+
+
+def encode_group(app_id: int | None, topic_id: int | None) -> bytes:
+    """MIMCGroup (appId 1, topicId 2); ``None`` leaves a field out."""
+    parts: list[bytes] = []
+    if app_id is not None:
+        parts += (b"\x08", varint(app_id))
+    if topic_id is not None:
+        parts += (b"\x10", varint(topic_id))
     return b"".join(parts)
 
 
@@ -166,6 +180,64 @@ class PacketTemplate:
                 _length_delimited(b"\x2a", payload),
                 b"\x30",
                 varint(timestamp),
+            )
+        )
+
+
+class SendTemplate:
+    """The client's c2s MIMCPacket of a P2P or P2T message, for one logged-in session.
+
+    The sender (the session's MIMCUser), its app id and the package are fixed at login.
+    ``p2p(packet_id, to_account, payload, is_store, biz_type)`` equals ``encode_packet_of(
+    MIMCP2PMessage(sender=me, to=WireUser(app_id=app_id, app_account=to_account),
+    payload=..., is_store=..., biz_type=...), packet_id=..., package=package)``; ``p2t`` the
+    same with ``MIMCP2TMessage`` and ``to=MIMCGroup(app_id=app_id, topic_id=...)``. Field
+    order is MIMCPacket's: packetId 1, package 2, type 4, payload 5 (no sequence, no time).
+    """
+
+    __slots__ = ("_app_id", "_p2p_type", "_p2t_type", "_package", "_sender")
+
+    def __init__(
+        self,
+        sender: bytes,
+        app_id: int | None,
+        package: str | None,
+        *,
+        p2p_type: int,
+        p2t_type: int,
+    ) -> None:
+        self._sender = sender  # encode_user of the session's identity
+        self._app_id = app_id
+        self._package = b"" if package is None else _string(b"\x12", package)
+        self._p2p_type = b"\x20" + varint(p2p_type)
+        self._p2t_type = b"\x20" + varint(p2t_type)
+
+    def p2p(
+        self, packet_id: str, to_account: str, payload: bytes, is_store: bool, biz_type: str | None
+    ) -> bytes:
+        to = encode_user(self._app_id, to_account, None, None)
+        body = encode_p2p_message(self._sender, to, payload, is_store, biz_type)
+        return self._packet(packet_id, self._p2p_type, body)
+
+    def p2t(
+        self, packet_id: str, topic_id: int, payload: bytes, is_store: bool, biz_type: str | None
+    ) -> bytes:
+        to = encode_group(self._app_id, topic_id)
+        body = encode_p2p_message(self._sender, to, payload, is_store, biz_type)
+        return self._packet(packet_id, self._p2t_type, body)
+
+    def _packet(self, packet_id: str, packet_type: bytes, body: bytes) -> bytes:
+        raw_id, size = packet_id.encode("utf-8"), len(body)
+        return b"".join(
+            (
+                b"\x0a",
+                _ONE_BYTE[len(raw_id)] if len(raw_id) < 0x80 else varint(len(raw_id)),
+                raw_id,
+                self._package,
+                packet_type,
+                b"\x2a",
+                _ONE_BYTE[size] if size < 0x80 else varint(size),
+                body,
             )
         )
 

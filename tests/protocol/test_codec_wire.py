@@ -98,3 +98,58 @@ def test_packet_list(
     assert got == expected
     packets = codec.decode_message(MIMCPacketList, got).packets
     assert all(isinstance(p, MIMCPacket) for p in packets)
+
+
+@given(maybe(u64), maybe(u64))
+def test_group(app_id: int | None, topic_id: int | None) -> None:
+    expected = codec.encode_message(codec.MIMCGroup(app_id=app_id, topic_id=topic_id))
+    assert codec_wire.encode_group(app_id, topic_id) == expected
+
+
+@given(
+    st.tuples(maybe(u64), maybe(text), maybe(u64), maybe(text)),
+    maybe(text),
+    text,
+    text,
+    u64,
+    st.binary(max_size=400),
+    st.booleans(),
+    maybe(text),
+)
+def test_send_template(
+    me: tuple[int | None, str | None, int | None, str | None],
+    package: str | None,
+    pid: str,
+    account: str,
+    topic_id: int,
+    payload: bytes,
+    is_store: bool,
+    biz: str | None,
+) -> None:
+    """The client's P2P and P2T packets equal the generic encoder's (codec.encode_packet_of)."""
+    sender = WireUser(app_id=me[0], app_account=me[1], uuid=me[2], resource=me[3])
+    template = codec_wire.SendTemplate(
+        codec_wire.encode_user(*me),
+        me[0],
+        package,
+        p2p_type=int(codec.PacketType.P2P_MESSAGE),
+        p2t_type=int(codec.PacketType.P2T_MESSAGE),
+    )
+    p2p = MIMCP2PMessage(
+        sender=sender,
+        to=WireUser(app_id=me[0], app_account=account),
+        payload=payload,
+        is_store=is_store,
+        biz_type=biz,
+    )
+    expected = codec.encode_packet_of(p2p, packet_id=pid, package=package)
+    assert template.p2p(pid, account, payload, is_store, biz) == expected
+    p2t = codec.MIMCP2TMessage(
+        sender=sender,
+        to=codec.MIMCGroup(app_id=me[0], topic_id=topic_id),
+        payload=payload,
+        is_store=is_store,
+        biz_type=biz,
+    )
+    expected = codec.encode_packet_of(p2t, packet_id=pid, package=package)
+    assert template.p2t(pid, topic_id, payload, is_store, biz) == expected
