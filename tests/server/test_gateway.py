@@ -430,6 +430,46 @@ async def test_unlimited_group_flows(
     assert alice.of(UCMessage) == []  # the sender's own session is skipped
 
 
+async def test_a_uc_join_behind_a_slow_login_counts_from_its_join_resp(
+    server: LocalServer, http: httpx.AsyncClient, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A JOIN waits behind its connection's earlier reads (the login's, after the BIND answer):
+    the membership counts from its JOIN_RESP, sent once it is committed, and a member's message
+    sent after that reaches the joiner. A message the server took before it may not, so a test
+    of UC delivery waits for the JOIN_RESP before sending (the flaky test_hostile_input test
+    sent at once and lost its message whenever PostgreSQL made bob's login read slower)."""
+    owner = await login_http(http, "alice")
+    room = {"topicName": "r"}
+    created = await http.post("/api/uctopic", headers={"token": owner.token}, json=room)
+    topic = int(created.json()["data"]["topicId"])
+    bob_uuid = (await login_http(http, "bob")).uuid
+    assert server.hub is not None
+    broker = server.hub.broker
+    claim, held = broker.claim, asyncio.Event()
+
+    async def slow_claim(uuid: int, resource: str) -> str | None:
+        if uuid == bob_uuid:  # the last step of bob's login read
+            await held.wait()
+        return await claim(uuid, resource)
+
+    monkeypatch.setattr(broker, "claim", slow_claim)
+    alice, bob = await connect("alice"), await connect("bob")
+    bob.session.join_uc(topic, now=bob.now())
+    await bob.flush()
+    alice.session.send_uc(topic, "before", now=alice.now())
+    await alice.flush()
+    await alice.barrier()  # "before" is written
+    await bob.barrier()  # and the JOIN, read after the login, is not answered yet
+    assert bob.of(UCJoinResult) == []
+    held.set()
+    assert (await bob.next(UCJoinResult)).ok
+    alice.session.send_uc(topic, "after", now=alice.now())
+    await alice.flush()
+    await bob.wait(lambda: bob.of(UCMessage))
+    await bob.barrier()
+    assert [m.text for m in bob.of(UCMessage)] == ["after"]
+
+
 # ---------------------------------------------------------------------------- robustness
 
 

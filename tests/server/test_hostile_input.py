@@ -20,7 +20,14 @@ from starlette.routing import Route
 
 from mimc_rx.protocol import codec
 from mimc_rx.protocol.codec import Cmd, Header
-from mimc_rx.protocol.events import P2PMessage, P2TMessage, ServerAck, StatusChange, UCMessage
+from mimc_rx.protocol.events import (
+    P2PMessage,
+    P2TMessage,
+    ServerAck,
+    StatusChange,
+    UCJoinResult,
+    UCMessage,
+)
 from mimc_rx.protocol.framing import Frame, serialize_frame
 from mimc_rx.server import LocalServer, ServerConfig
 from mimc_rx.server.rest import build_app
@@ -269,10 +276,13 @@ async def test_group_messages_with_a_long_biz_type_are_refused(
     uc_topic = int(room.json()["data"]["topicId"])
     alice, bob = await connect("alice"), await connect("bob")
     bob.session.join_uc(uc_topic, now=bob.now())
+    await bob.flush()
+    # The barrier: bob is a member from his JOIN_RESP on, not from when he sent the JOIN (it
+    # waits behind his login's reads; test_gateway.py, the JOIN behind a slow login).
+    assert (await bob.next(UCJoinResult)).ok
     alice.session.send_p2t(topic, "group", biz_type=LONG, now=alice.now())
     alice.session.send_uc(uc_topic, "room", biz_type=LONG, now=alice.now())
     alice.session.send_uc(uc_topic, "fine", now=alice.now())
-    await bob.flush()
     await alice.flush()
     assert (await alice.next(ServerAck)).err_msg == "bizType too long"
     await bob.wait(lambda: len(bob.of(UCMessage)) == 1)

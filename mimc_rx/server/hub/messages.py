@@ -69,7 +69,7 @@ class Messages:
     def on_p2p(self, conn: ClientLink, event: P2PReceived) -> None:
         """A one-to-one message: refused at once, or queued for the tick."""
         user, app = conn.user, conn.app
-        now_ms = self.config.now_ms()
+        now_ms = self.pipeline.now_ms()
         if user is None or app is None:
             return
         error = self._p2p_error(event, app)
@@ -117,7 +117,7 @@ class Messages:
     def on_p2t(self, conn: ClientLink, event: P2TReceived) -> None:
         """A group message: refused at once, or queued for the tick."""
         user, app = conn.user, conn.app
-        now_ms = self.config.now_ms()
+        now_ms = self.pipeline.now_ms()
         if user is None or app is None:
             return
         error = ""
@@ -159,7 +159,7 @@ class Messages:
             app_id=app.app_id,
             sender_uuid=user.uuid,
             topic_id=event.topic_id,
-            ts=self.config.now_ms(),
+            ts=self.pipeline.now_ms(),
         )
         self.pipeline.write_unacked(conn, event, intent)
 
@@ -171,8 +171,11 @@ class Messages:
 
     async def uc_join(self, conn: ClientLink, topic_id: int) -> None:
         """UC JOIN: answered 0 or 404 (4.4)."""
-        # Under the tick's lock: a message that arrived after the JOIN is written after it, so
-        # it reaches the new member (as in the order the process received them).
+        # Under the tick's lock, so no tick is between its write and its routing: a message
+        # written after this commit reaches the new member, and the JOIN_RESP goes out after
+        # it. The JOIN waits behind its connection's earlier reads (the login's), so another
+        # connection's message that arrived later may be written first and miss the member:
+        # the membership counts from the JOIN_RESP (docs/server.md, unlimited groups).
         async with self.pipeline.write_lock:
             topic = await self._uc_topic(conn, topic_id)
             if topic is None or conn.user is None:

@@ -46,7 +46,8 @@ class TickPipeline:
 
     Attributes:
         write_lock: held while a tick writes and sends; UC JOIN/QUIT take it too, so a message
-            that arrived after a JOIN is written after it.
+            written after a JOIN is taken up is written after the membership (the JOIN_RESP
+            follows its commit).
         loop: the hub's loop once started (tasks are created on it).
     """
 
@@ -69,6 +70,7 @@ class TickPipeline:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ops: list[Op] = []
         self._scheduled = False
+        self._now_ms: int | None = None  # this tick's clock, once read (now_ms)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def tasks(self) -> list[asyncio.Task[Any]]:
@@ -104,6 +106,14 @@ class TickPipeline:
         self.outbox.touched.add(conn)
         self.schedule()
 
+    def now_ms(self) -> int:
+        """The time of the messages queued for this tick, in milliseconds: the clock is read
+        once per tick (by its first message), not once per message."""
+        now = self._now_ms
+        if now is None or not self._scheduled:
+            now = self._now_ms = self.config.now_ms()
+        return now
+
     def schedule(self) -> None:
         """Start this tick's task unless it is started."""
         if not self._scheduled:
@@ -122,6 +132,7 @@ class TickPipeline:
         """One tick: write the intents, then ack and deliver (module docstring)."""
         async with self.write_lock:
             self._scheduled = False
+            self._now_ms = None
             limit = max(1, self.config.max_tick_items)
             if len(self._ops) <= limit:
                 ops, self._ops = self._ops, []
