@@ -49,6 +49,7 @@ __all__ = [
     "EncodedEntry",
     "GroupFields",
     "Header",
+    "HeaderFields",
     "HeaderTemplate",
     "ListFields",
     "MIMCGroup",
@@ -67,6 +68,7 @@ __all__ = [
     "UserFields",
     "WireUser",
     "decode_header",
+    "decode_header_fields",
     "decode_message",
     "decode_message_packet",
     "decode_packet",
@@ -190,6 +192,38 @@ def decode_header(data: bytes) -> Header:
         return _decode_header(data)
     except PacketError as exc:
         raise FrameError("bad-header", exc.detail or exc.reason) from exc
+
+
+HeaderFields = tuple[str, str, int]
+"""``(cmd, id, cipher)`` of a ClientHeader, absent fields as ``""`` and ``0``."""
+
+_HeaderFromString: Final = _cm.ClientHeader.FromString
+
+
+def decode_header_fields(data: bytes) -> HeaderFields | None:
+    """``cmd``, ``id`` and ``cipher`` of a ClientHeader, without the ``Header`` dataclass.
+
+    The server's hot path reads only these. Returns None for anything ``decode_header`` would
+    refuse (junk, a string field that is not UTF-8), so the caller takes the generic decoder
+    and its exact error (tests/protocol/test_codec_fast.py compares the two).
+    """
+    try:
+        msg: Any = _HeaderFromString(data)
+    except Exception:
+        return None
+    cmd: Any = msg.cmd
+    header_id: Any = msg.id
+    # upb hands a proto2 string that is not UTF-8 back as bytes; decode_header refuses it.
+    if (
+        cmd.__class__ is not str
+        or header_id.__class__ is not str
+        or msg.server.__class__ is not str
+        or msg.resource.__class__ is not str
+        or msg.subcmd.__class__ is not str
+        or msg.err_str.__class__ is not str
+    ):
+        return None
+    return cmd, header_id, msg.cipher
 
 
 # --------------------------------------------------------------------------- connection (4.2)

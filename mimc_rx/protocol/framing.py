@@ -36,6 +36,7 @@ __all__ = [
     "frame_bytes",
     "parse_frame",
     "serialize_frame",
+    "split_frame",
 ]
 
 MAGIC: Final = 0xC2FE
@@ -124,6 +125,26 @@ def parse_frame(data: bytes) -> Frame:
         FrameError: ``too-short`` (under 18 bytes), ``truncated`` (shorter than its lengths
             say), ``length-mismatch`` (longer), ``bad-checksum``, or ``bad-header``.
     """
+    magic, version, header_type, payload_type, header, payload = split_frame(data)
+    return Frame(
+        header=decode_header(header),
+        payload=payload,
+        magic=magic,
+        version=version,
+        header_type=header_type,
+        payload_type=payload_type,
+    )
+
+
+def split_frame(data: bytes) -> tuple[int, int, int, int, bytes, bytes]:
+    """``(magic, version, header_type, payload_type, header, payload)`` of one websocket
+    message, lengths and checksum checked, the header still encoded: ``parse_frame`` without
+    the header's decoding, for a session that reads only a few header fields
+    (``codec.decode_header_fields``).
+
+    Raises:
+        FrameError: ``parse_frame``'s reasons but ``bad-header``.
+    """
     if data.__class__ is not bytes:
         data = bytes(data)
     if len(data) < MIN_FRAME_SIZE:
@@ -140,12 +161,11 @@ def parse_frame(data: bytes) -> Frame:
     if zlib.adler32(memoryview(data)[:end]) != checksum:
         raise FrameError("bad-checksum", f"checksum {checksum:#010x} does not match the frame")
     start = _PREFIX.size
-    header = decode_header(data[start : start + hlen])
-    return Frame(
-        header=header,
-        payload=data[start + hlen : end],
-        magic=magic,
-        version=version,
-        header_type=header_type,
-        payload_type=payload_type,
+    return (
+        magic,
+        version,
+        header_type,
+        payload_type,
+        data[start : start + hlen],
+        data[start + hlen : end],
     )

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from typing import Final, cast
+from typing import Final, TypeVar, cast
 
 from mimc_rx.errors import FrameError, LocalProtocolError, PacketError
 from mimc_rx.protocol import codec, codec_uc, codec_wire
@@ -41,6 +41,7 @@ from mimc_rx.protocol.codec import (
     MIMCGroup,
     WireUser,
 )
+from mimc_rx.protocol.codec_base import constructor
 from mimc_rx.protocol.crypto import PayloadCipher, verify_bind_signature
 from mimc_rx.protocol.events import (
     BadPacket,
@@ -64,10 +65,18 @@ from mimc_rx.protocol.events import (
     UCSequenceAcked,
     UnbindRequested,
 )
-from mimc_rx.protocol.framing import Frame, frame_bytes, parse_frame, serialize_frame
+from mimc_rx.protocol.framing import (
+    Frame,
+    frame_bytes,
+    parse_frame,
+    serialize_frame,
+    split_frame,
+)
 from mimc_rx.protocol.ids import CounterIdFactory, random_challenge, wall_clock_ms
 
 __all__ = ["CIPHER_RC4", "GroupBodies", "ServerSession", "ServerState", "delivery_of"]
+
+_A = TypeVar("_A")
 
 CIPHER_RC4: Final = 1
 """ClientHeader.cipher for an RC4 payload (docs/protocol.md 4.1, 5)."""
@@ -243,6 +252,16 @@ class ServerSession:
         if self._state is ServerState.CLOSED:
             return
         try:
+            if self._state is ServerState.BOUND:
+                # The hot path: a bound session's SECMSG needs only the header's id and
+                # cipher, read without the Header and Frame dataclasses. Anything else, or a
+                # header decode_header_fields does not read, takes parse_frame (rare frames:
+                # CONN, BIND, PING, junk), which gives the exact error.
+                *_, raw_header, payload = split_frame(data)
+                fields = codec.decode_header_fields(raw_header)
+                if fields is not None and fields[0] == Cmd.SECMSG:
+                    self._handle(_secmsg_fields, (fields[1], fields[2], payload))
+                    return
             frame = parse_frame(data)
         except FrameError as exc:
             self._violation(exc.reason, exc.detail)
@@ -257,8 +276,11 @@ class ServerSession:
         if handler is None:
             self._violation("unexpected-cmd", f"{cmd!r} while {self._state.name}")
             return
+        self._handle(handler, frame)
+
+    def _handle(self, handler: Callable[[ServerSession, _A], None], arg: _A) -> None:
         try:
-            handler(self, frame)
+            handler(self, arg)
         except PacketError as exc:
             self._events.append(
                 BadPacket(reason=exc.reason, packet_id=_pid(exc.packet_id), detail=exc.detail)
@@ -523,11 +545,14 @@ class ServerSession:
         self.close()
 
     def _on_secmsg(self, frame: Frame) -> None:
+        self._on_secmsg_fields((frame.header.id or "", frame.header.cipher or 0, frame.payload))
+
+    def _on_secmsg_fields(self, parts: tuple[str, int, bytes]) -> None:
+        """A SECMSG as its header's id and cipher and its payload."""
         assert self._cipher is not None
-        payload = frame.payload
-        cipher = frame.header.cipher
+        header_id, cipher, payload = parts
         if cipher == CIPHER_RC4:  # 5, 10.3: decrypt only when the header says so
-            payload = self._cipher(frame.header.id or "", payload)
+            payload = self._cipher(header_id, payload)
         elif cipher:
             raise PacketError("unsupported-cipher", f"cipher {cipher}")
         # The hot path: a well-formed P2P or P2T message is read without dataclasses; anything
@@ -564,29 +589,29 @@ class ServerSession:
         if ptype == _P2P:
             app_id, account, _uuid, resource = cast(codec.UserFields, to or _NO_USER)
             self._events.append(
-                P2PReceived(
-                    packet_id=self._need_id(packet_id),
-                    package=package or "",
-                    sender=self._peer(),
-                    to_account=account or "",
-                    to_app_id=app_id if app_id is not None else self._app_id or 0,
-                    payload=payload or b"",
-                    is_store=is_store is not False,  # web default: store (6.6)
-                    biz_type=biz_type or "",
-                    to_resource=resource or "",
+                _make_p2p_received(
+                    self._need_id(packet_id),
+                    package or "",
+                    self._peer(),
+                    account or "",
+                    app_id if app_id is not None else self._app_id or 0,
+                    payload or b"",
+                    is_store is not False,  # web default: store (6.6)
+                    biz_type or "",
+                    resource or "",
                 )
             )
         else:
             topic_id = cast(codec.GroupFields, to)[1] if to is not None else None
             self._events.append(
-                P2TReceived(
-                    packet_id=self._need_id(packet_id),
-                    package=package or "",
-                    sender=self._peer(),
-                    topic_id=topic_id or 0,
-                    payload=payload or b"",
-                    is_store=is_store is not False,
-                    biz_type=biz_type or "",
+                _make_p2t_received(
+                    self._need_id(packet_id),
+                    package or "",
+                    self._peer(),
+                    topic_id or 0,
+                    payload or b"",
+                    is_store is not False,
+                    biz_type or "",
                 )
             )
 
@@ -804,21 +829,61 @@ def delivery_of(
             sent.to_account,
             sent.to_resource,
         )
-    return Delivery(
-        kind=kind,
-        packet_id=sent.packet_id,
-        package=sent.package if package is None else package,
-        sequence=sequence,
-        timestamp=timestamp,
-        sender=sent.sender if sender is None else sender,
-        payload=sent.payload,
-        is_store=sent.is_store,
-        biz_type=sent.biz_type,
-        to_account=to_account,
-        to_uuid=to_uuid,
-        to_resource=to_resource,
-        topic_id=topic_id,
+    return _make_delivery(
+        kind,
+        sent.packet_id,
+        sent.package if package is None else package,
+        sequence,
+        timestamp,
+        sent.sender if sender is None else sender,
+        sent.payload,
+        sent.is_store,
+        sent.biz_type,
+        to_account,
+        to_uuid,
+        to_resource,
+        topic_id,
     )
+
+
+# The message path builds its events and deliveries with positional constructors (codec_base):
+# the same objects as the keyword calls, without a frozen __init__'s object.__setattr__ per field.
+_make_p2p_received: Final = constructor(
+    P2PReceived,
+    (
+        "packet_id",
+        "package",
+        "sender",
+        "to_account",
+        "to_app_id",
+        "payload",
+        "is_store",
+        "biz_type",
+        "to_resource",
+    ),
+)
+_make_p2t_received: Final = constructor(
+    P2TReceived,
+    ("packet_id", "package", "sender", "topic_id", "payload", "is_store", "biz_type"),
+)
+_make_delivery: Final = constructor(
+    Delivery,
+    (
+        "kind",
+        "packet_id",
+        "package",
+        "sequence",
+        "timestamp",
+        "sender",
+        "payload",
+        "is_store",
+        "biz_type",
+        "to_account",
+        "to_uuid",
+        "to_resource",
+        "topic_id",
+    ),
+)
 
 
 def _pid(packet_id: str | None) -> PacketId | None:
@@ -859,6 +924,7 @@ def _user(peer: Peer) -> WireUser:
 
 
 _Handler = Callable[[ServerSession, Frame], None]
+_secmsg_fields: Final = ServerSession._on_secmsg_fields
 
 # Which c2s command each state accepts (docs/protocol.md 3, 6); PING is accepted everywhere.
 # Anything else is a ProtocolFailure and the session closes.

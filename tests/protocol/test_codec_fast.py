@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mimc_rx.errors import PacketError
+from mimc_rx.errors import FrameError, PacketError
 from mimc_rx.protocol import codec
 from mimc_rx.protocol.client import ClientSession
 from mimc_rx.protocol.codec import (
@@ -34,7 +34,7 @@ from mimc_rx.protocol.framing import Frame, serialize_frame
 from mimc_rx.protocol.memory import SessionMemory
 from mimc_rx.testing import MemoryHub
 
-from .test_codec import blob, groups, leaf_packets, opt, text, users
+from .test_codec import blob, groups, headers, leaf_packets, opt, text, users
 
 packets = leaf_packets.filter(lambda p: isinstance(p.body, MIMCP2PMessage | MIMCP2TMessage))
 
@@ -116,6 +116,44 @@ def test_other_types_go_to_the_generic_decoder() -> None:
     assert codec.decode_message_packet(data) is None
 
 
+# ------------------------------------------------------------------ the server's frame header
+
+
+def _generic_header(data: bytes) -> codec.HeaderFields | None:
+    try:
+        header = codec.decode_header(data)
+    except FrameError:
+        return None
+    return header.cmd or "", header.id or "", header.cipher or 0
+
+
+@settings(max_examples=300)
+@given(headers, st.data())
+def test_headers_are_read_as_the_generic_decoder_reads_them(
+    header: codec.Header, data: st.DataObject
+) -> None:
+    encoded = codec.encode_header(header)
+    assert codec.decode_header_fields(encoded) == _generic_header(encoded)
+    damaged = _damage(encoded, data)
+    fast = codec.decode_header_fields(damaged)
+    if fast is not None:  # else the generic decoder answers, with its exact error
+        assert fast == _generic_header(damaged)
+
+
+@given(st.binary(max_size=100))
+def test_header_junk_is_read_the_same_or_left_to_the_generic_decoder(data: bytes) -> None:
+    fast = codec.decode_header_fields(data)
+    if fast is not None:
+        assert fast == _generic_header(data)
+
+
+@pytest.mark.parametrize("number", [3, 4, 5, 6, 7, 11])  # every string field of ClientHeader
+def test_headers_with_a_string_that_is_not_utf8_go_to_the_generic_decoder(number: int) -> None:
+    data = _field(number, b"\xff")
+    assert codec.decode_header_fields(data) is None
+    assert _generic_header(data) is None
+
+
 # ------------------------------------------------------------------ through a server session
 
 
@@ -136,9 +174,10 @@ def _events(
     )
     frame = serialize_frame(Frame(header=header, payload=data))
     with monkeypatch.context() as patch:
-        if not fast:
+        if not fast:  # the generic decoders of both the frame header and the packet
             nothing: Callable[[bytes], None] = lambda _data: None  # noqa: E731
             patch.setattr(codec, "decode_message_packet", nothing)
+            patch.setattr(codec, "decode_header_fields", nothing)
         server.receive_data(frame, 0.0)
     return list(server.events_received()), server.data_to_send(), server.close_requested
 
@@ -160,6 +199,33 @@ def test_a_server_session_emits_the_same_events_on_both_paths(
     assert fast[0] == generic[0]
     assert fast[2] == generic[2]
     assert len(fast[1]) == len(generic[1])
+
+
+def _bound_session_answer(
+    frame: bytes, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[object], int, bool]:
+    server = MemoryHub().connect("alice").server
+    server.events_received()
+    with monkeypatch.context() as patch:
+        if not fast:
+            nothing: Callable[[bytes], None] = lambda _data: None  # noqa: E731
+            patch.setattr(codec, "decode_header_fields", nothing)
+        server.receive_data(frame, 0.0)
+    return list(server.events_received()), len(server.data_to_send()), server.close_requested
+
+
+@settings(max_examples=200)
+@given(headers, st.booleans(), packets)
+def test_a_bound_server_session_reads_any_header_the_same_on_both_paths(
+    header: codec.Header, secmsg: bool, packet: MIMCPacket
+) -> None:
+    if secmsg:
+        header = dataclasses.replace(header, cmd="SECMSG")
+    frame = serialize_frame(Frame(header=header, payload=codec.encode_packet(packet)))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast = _bound_session_answer(frame, True, monkeypatch)
+        generic = _bound_session_answer(frame, False, monkeypatch)
+    assert fast == generic
 
 
 # ------------------------------------------------------------------ the client's s2c fast path
