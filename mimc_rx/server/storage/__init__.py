@@ -7,7 +7,9 @@ The modules, each one concept:
   and how fresh ids, security keys and sequences are made (the sequence rule is there);
 * ``store``: :class:`Store`, its commit/rollback lifecycle (the theory of operation is there),
   users, tokens, cursors, messages, history and recent contacts;
-* ``groups``: normal and unlimited groups, which :class:`Store` inherits from ``GroupStore``.
+* ``groups``: normal and unlimited groups, which :class:`Store` inherits from ``GroupStore``;
+* ``queries``: the message SQL the SQLite and PostgreSQL storages share (history, backlog)
+  and how a message row is read, for either driver's parameter style.
 
 Everything the rest of the server uses is importable from here.
 """

@@ -27,8 +27,6 @@ in :mod:`mimc_rx.server.storage.pg_schema`.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -41,11 +39,20 @@ from mimc_rx.server.storage.interface import CursorWrite, Intent, Outcome, P2PWr
 from mimc_rx.server.storage.pg_groups import PostgresGroups
 from mimc_rx.server.storage.pg_schema import migrate
 from mimc_rx.server.storage.pg_tick import apply_cursor_writes, run_tick
+from mimc_rx.server.storage.queries import (
+    MESSAGE_COLUMNS,
+    backlog_query,
+    contact_from_row,
+    history_query,
+    message_from_row,
+    psycopg_param,
+)
 from mimc_rx.server.storage.records import (
     Contact,
     MessageKind,
     StoredMessage,
     User,
+    check_identity,
     new_security_key,
     random_id,
 )
@@ -59,34 +66,7 @@ _EXPIRED_TOKEN_GRACE = 7 * 24 * 3600.0
 _TICK_ATTEMPTS = 5
 _RETRIED = (errors.DeadlockDetected, errors.SerializationFailure)
 
-_COLUMNS = (
-    "m.id, m.kind, m.app_id, m.packet_id, m.package, m.from_uuid, m.from_account, "
-    "m.from_resource, m.to_uuid, m.to_account, m.to_resource, m.topic_id, m.payload, "
-    "m.biz_type, m.ts, m.sender_seq"
-)
 _USER_COLUMNS = "uuid, app_id, account, security_key, last_seq"
-
-
-def _message(row: Sequence[Any]) -> StoredMessage:
-    return StoredMessage(
-        id=row[0],
-        kind=MessageKind(row[1]),
-        app_id=row[2],
-        packet_id=row[3],
-        package=row[4],
-        from_uuid=row[5],
-        from_account=row[6],
-        from_resource=row[7],
-        to_uuid=row[8],
-        to_account=row[9],
-        to_resource=row[10],
-        topic_id=row[11],
-        payload=bytes(row[12]),
-        biz_type=row[13],
-        ts=row[14],
-        sender_seq=row[15],
-        seq=row[16],
-    )
 
 
 def _user(row: Sequence[Any]) -> User:
@@ -251,15 +231,7 @@ class PostgresStorage(PostgresGroups):
         self, app_id: int, account: str, *, uuid: int, security_key: str, last_seq: int = 0
     ) -> User:
         """Create a user with a chosen identity (``Store.import_user``'s rules)."""
-        if not 0 < uuid < 2**63:
-            raise ValueError(f"uuid must be a positive 63-bit integer, not {uuid}")
-        if not 0 <= last_seq < 2**63:
-            raise ValueError(f"last_seq must be a non-negative 63-bit integer, not {last_seq}")
-        try:
-            if not base64.b64decode(security_key, validate=True):
-                raise ValueError("empty")
-        except (binascii.Error, ValueError):
-            raise ValueError("security_key must be non-empty standard base64 text") from None
+        check_identity(uuid, security_key, last_seq)
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 f"SELECT {_USER_COLUMNS} FROM users WHERE (app_id = %s AND account = %s) "
@@ -372,12 +344,8 @@ class PostgresStorage(PostgresGroups):
     async def backlog(self, uuid: int, after: int, limit: int) -> list[StoredMessage]:
         """A user's stored messages above sequence ``after``, oldest first."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {_COLUMNS}, i.seq FROM inbox i JOIN messages m ON m.id = i.message_id "
-                "WHERE i.uuid = %s AND i.seq > %s ORDER BY i.seq LIMIT %s",
-                (uuid, after, limit),
-            )
-            return [_message(r) for r in await cur.fetchall()]
+            cur = await conn.execute(*backlog_query(psycopg_param, uuid, after, limit))
+            return [message_from_row(r) for r in await cur.fetchall()]
 
     # ------------------------------------------------------------------ history, contacts
 
@@ -395,47 +363,21 @@ class PostgresStorage(PostgresGroups):
         newest: bool = False,
     ) -> list[StoredMessage]:
         """One conversation seen from ``me``, oldest first (``Store.history``'s meaning)."""
-        where: list[str] = []
-        args: dict[str, Any] = {"me": me, "limit": limit}
-        if topic_id is not None:
-            where.append(
-                "m.kind = 2 AND m.topic_id = %(topic)s AND (m.from_uuid = %(me)s "
-                "OR i.seq IS NOT NULL)"
-            )
-            args["topic"] = topic_id
-        else:
-            where.append(
-                "m.kind = 1 AND ((m.from_uuid = %(me)s AND m.to_uuid = %(other)s) "
-                "OR (m.from_uuid = %(other)s AND m.to_uuid = %(me)s))"
-            )
-            args["other"] = other
-        if from_ts is not None:
-            where.append("m.ts >= %(from_ts)s")
-            args["from_ts"] = from_ts
-        if to_ts is not None:
-            where.append("m.ts < %(to_ts)s")
-            args["to_ts"] = to_ts
-        inner = (
-            f"SELECT {_COLUMNS}, CASE WHEN m.from_uuid = %(me)s THEN m.sender_seq "
-            "ELSE i.seq END AS seq FROM messages m "
-            "LEFT JOIN inbox i ON i.uuid = %(me)s AND i.message_id = m.id "
-            f"WHERE {' AND '.join(where)}"
+        sql, args = history_query(
+            psycopg_param,
+            me,
+            other=other,
+            topic_id=topic_id,
+            from_ts=from_ts,
+            to_ts=to_ts,
+            start_seq=start_seq,
+            stop_seq=stop_seq,
+            limit=limit,
+            newest=newest,
         )
-        outer: list[str] = []
-        if start_seq is not None:
-            outer.append("h.seq >= %(start_seq)s")
-            args["start_seq"] = start_seq
-        if stop_seq is not None:
-            outer.append("h.seq < %(stop_seq)s")
-            args["stop_seq"] = stop_seq
-        order = "DESC" if newest else "ASC"
-        sql = f"SELECT * FROM ({inner}) AS h"
-        if outer:
-            sql += f" WHERE {' AND '.join(outer)}"
-        sql += f" ORDER BY h.ts {order}, h.id {order} LIMIT %(limit)s"
         async with self._pool.connection() as conn:
             cur = await conn.execute(sql, args)
-            rows = [_message(r) for r in await cur.fetchall()]
+            rows = [message_from_row(r) for r in await cur.fetchall()]
         if newest:
             rows.reverse()
         return rows
@@ -455,7 +397,7 @@ class PostgresStorage(PostgresGroups):
                 "ELSE m.from_uuid END AS peer, m.id AS last_id, x.seq AS seq "
                 "FROM x JOIN messages m ON m.id = x.id WHERE m.ts >= %(since)s "
                 "ORDER BY kind, peer, m.id DESC) "
-                f"SELECT {_COLUMNS}, c.seq, c.kind, c.peer FROM c "
+                f"SELECT {MESSAGE_COLUMNS}, c.seq, c.kind, c.peer FROM c "
                 "JOIN messages m ON m.id = c.last_id "
                 "LEFT JOIN contact_hidden h ON h.uuid = %(me)s AND h.kind = c.kind "
                 "AND h.peer = c.peer WHERE h.upto_id IS NULL OR c.last_id > h.upto_id "
@@ -463,10 +405,7 @@ class PostgresStorage(PostgresGroups):
                 {"me": me, "since": since_ts},
             )
             rows = await cur.fetchall()
-        return [
-            Contact(kind=MessageKind(row[17]), peer=row[18], last=_message(row[:17]))
-            for row in rows
-        ]
+        return [contact_from_row(row) for row in rows]
 
     async def hide_contact(self, me: int, kind: MessageKind, peer: int) -> None:
         """Hide a conversation until a message newer than the newest stored now (8.5).

@@ -11,6 +11,7 @@ memory never swallows a fresh message. P2P and P2T share the user's space (docs/
 from __future__ import annotations
 
 import base64
+import binascii
 import secrets
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -152,3 +153,21 @@ def new_security_key() -> str:
 def next_sequence(previous: int, now_ms: int) -> int:
     """The sequence after ``previous`` at wall time ``now_ms`` (see the module docstring)."""
     return max(previous + 1, now_ms * 1000)
+
+
+def check_identity(uuid: int, security_key: str, last_seq: int) -> None:
+    """Refuse an imported identity (``import_user``) that no server could have made.
+
+    Raises:
+        ValueError: ``uuid`` is not a positive 63-bit integer, ``last_seq`` not a non-negative
+            one, or ``security_key`` not non-empty standard base64 text.
+    """
+    if not 0 < uuid < 2**63:
+        raise ValueError(f"uuid must be a positive 63-bit integer, not {uuid}")
+    if not 0 <= last_seq < 2**63:
+        raise ValueError(f"last_seq must be a non-negative 63-bit integer, not {last_seq}")
+    try:
+        if not base64.b64decode(security_key, validate=True):
+            raise ValueError("empty")
+    except (binascii.Error, ValueError):
+        raise ValueError("security_key must be non-empty standard base64 text") from None

@@ -46,22 +46,29 @@ the user's other resources (or 0), so a new device gets what no device has recei
 
 from __future__ import annotations
 
-import base64
-import binascii
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from mimc_rx.server.config import AppConfig
 from mimc_rx.server.storage.groups import GroupStore
+from mimc_rx.server.storage.queries import (
+    MESSAGE_COLUMNS,
+    backlog_query,
+    contact_from_row,
+    history_query,
+    message_from_row,
+    sqlite_param,
+)
 from mimc_rx.server.storage.records import (
     Contact,
     MessageKind,
     StoredMessage,
     Topic,
     User,
+    check_identity,
     new_security_key,
     next_sequence,
     random_id,
@@ -75,35 +82,6 @@ log = logging.getLogger(__name__)
 # Stale tokens are kept a while after expiry so BIND can say "token-expired" rather than
 # "invalid-token" (docs/protocol.md 4.2: the TCP SDKs refetch on either).
 _EXPIRED_TOKEN_GRACE = 7 * 24 * 3600.0
-
-
-_MESSAGE_COLUMNS = (
-    "m.id, m.kind, m.app_id, m.packet_id, m.package, m.from_uuid, m.from_account, "
-    "m.from_resource, m.to_uuid, m.to_account, m.to_resource, m.topic_id, m.payload, "
-    "m.biz_type, m.ts, m.sender_seq"
-)
-
-
-def _row_to_message(row: Sequence[Any]) -> StoredMessage:
-    return StoredMessage(
-        id=row[0],
-        kind=MessageKind(row[1]),
-        app_id=row[2],
-        packet_id=row[3],
-        package=row[4],
-        from_uuid=row[5],
-        from_account=row[6],
-        from_resource=row[7],
-        to_uuid=row[8],
-        to_account=row[9],
-        to_resource=row[10],
-        topic_id=row[11],
-        payload=bytes(row[12]),
-        biz_type=row[13],
-        ts=row[14],
-        sender_seq=row[15],
-        seq=row[16],
-    )
 
 
 class Store(GroupStore):
@@ -330,15 +308,7 @@ class Store(GroupStore):
         Raises:
             ValueError: the uuid or key is invalid, or conflicts with an existing user.
         """
-        if not 0 < uuid < 2**63:
-            raise ValueError(f"uuid must be a positive 63-bit integer, not {uuid}")
-        if not 0 <= last_seq < 2**63:
-            raise ValueError(f"last_seq must be a non-negative 63-bit integer, not {last_seq}")
-        try:
-            if not base64.b64decode(security_key, validate=True):
-                raise ValueError("empty")
-        except (binascii.Error, ValueError):
-            raise ValueError("security_key must be non-empty standard base64 text") from None
+        check_identity(uuid, security_key, last_seq)
         existing = self._by_account.get((app_id, account))
         other = self.users.get(uuid)
         if existing is not None or other is not None:
@@ -630,12 +600,8 @@ class Store(GroupStore):
     def backlog(self, uuid: int, after: int, limit: int) -> list[StoredMessage]:
         """A user's stored messages above sequence ``after``, oldest first."""
         self._write_pending()
-        rows = self._db.execute(
-            f"SELECT {_MESSAGE_COLUMNS}, i.seq FROM inbox i JOIN messages m ON m.id = i.message_id "
-            "WHERE i.uuid = ? AND i.seq > ? ORDER BY i.seq LIMIT ?",
-            (uuid, after, limit),
-        ).fetchall()
-        return [_row_to_message(r) for r in rows]
+        rows = self._db.execute(*backlog_query(sqlite_param, uuid, after, limit)).fetchall()
+        return [message_from_row(r) for r in rows]
 
     def history(
         self,
@@ -657,42 +623,19 @@ class Store(GroupStore):
         Ranges are half-open ``[from, to)``. With ``newest``, the ``limit`` newest rows are kept.
         """
         self._write_pending()
-        where: list[str] = []
-        args: dict[str, Any] = {"me": me, "limit": limit}
-        if topic_id is not None:
-            where.append("m.kind = 2 AND m.topic_id = :topic AND (m.from_uuid = :me OR i.seq)")
-            args["topic"] = topic_id
-        else:
-            where.append(
-                "m.kind = 1 AND ((m.from_uuid = :me AND m.to_uuid = :other) "
-                "OR (m.from_uuid = :other AND m.to_uuid = :me))"
-            )
-            args["other"] = other
-        if from_ts is not None:
-            where.append("m.ts >= :from_ts")
-            args["from_ts"] = from_ts
-        if to_ts is not None:
-            where.append("m.ts < :to_ts")
-            args["to_ts"] = to_ts
-        inner = (
-            f"SELECT {_MESSAGE_COLUMNS}, CASE WHEN m.from_uuid = :me THEN m.sender_seq "
-            "ELSE i.seq END AS seq FROM messages m "
-            "LEFT JOIN inbox i ON i.uuid = :me AND i.message_id = m.id "
-            f"WHERE {' AND '.join(where)}"
+        sql, args = history_query(
+            sqlite_param,
+            me,
+            other=other,
+            topic_id=topic_id,
+            from_ts=from_ts,
+            to_ts=to_ts,
+            start_seq=start_seq,
+            stop_seq=stop_seq,
+            limit=limit,
+            newest=newest,
         )
-        outer: list[str] = []
-        if start_seq is not None:
-            outer.append("seq >= :start_seq")
-            args["start_seq"] = start_seq
-        if stop_seq is not None:
-            outer.append("seq < :stop_seq")
-            args["stop_seq"] = stop_seq
-        order = "DESC" if newest else "ASC"
-        sql = f"SELECT * FROM ({inner})"
-        if outer:
-            sql += f" WHERE {' AND '.join(outer)}"
-        sql += f" ORDER BY ts {order}, id {order} LIMIT :limit"
-        rows = [_row_to_message(r) for r in self._db.execute(sql, args)]
+        rows = [message_from_row(r) for r in self._db.execute(sql, args)]
         if newest:
             rows.reverse()
         return rows
@@ -710,7 +653,7 @@ class Store(GroupStore):
         """
         self._write_pending()
         rows = self._db.execute(
-            f"SELECT {_MESSAGE_COLUMNS}, c.seq, c.kind, c.peer FROM ("
+            f"SELECT {MESSAGE_COLUMNS}, c.seq, c.kind, c.peer FROM ("
             # SQLite takes the bare column seq from the row that holds MAX(m.id).
             "SELECT m.kind AS kind, CASE WHEN m.kind = 2 THEN m.topic_id "
             "WHEN m.from_uuid = :me THEN m.to_uuid ELSE m.from_uuid END AS peer, "
@@ -724,10 +667,7 @@ class Store(GroupStore):
             "ORDER BY m.ts DESC, m.id DESC",
             {"me": me, "since": since_ts},
         ).fetchall()
-        return [
-            Contact(kind=MessageKind(row[17]), peer=row[18], last=_row_to_message(row[:17]))
-            for row in rows
-        ]
+        return [contact_from_row(row) for row in rows]
 
     def hide_contact(self, me: int, kind: MessageKind, peer: int) -> None:
         """Take a conversation off ``me``'s recent contacts until its next message (8.5)."""
