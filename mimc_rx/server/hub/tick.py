@@ -71,7 +71,6 @@ class TickPipeline:
         self._ops: list[Op] = []
         self._scheduled = False
         self._now_ms: int | None = None  # this tick's clock, once read (now_ms)
-        self._now_ms: int | None = None  # this tick's clock, once read (now_ms)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def tasks(self) -> list[asyncio.Task[Any]]:
@@ -106,14 +105,6 @@ class TickPipeline:
         self._ops.append((conn, (packet_id, sequence, ts, error), None))
         self.outbox.touched.add(conn)
         self.schedule()
-
-    def now_ms(self) -> int:
-        """The time of the messages queued for this tick, in milliseconds: the clock is read
-        once per tick (by its first message), not once per message."""
-        now = self._now_ms
-        if now is None or not self._scheduled:
-            now = self._now_ms = self.config.now_ms()
-        return now
 
     def now_ms(self) -> int:
         """The time of the messages queued for this tick, in milliseconds: the clock is read
