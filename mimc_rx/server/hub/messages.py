@@ -12,7 +12,9 @@ under the tick's lock.
 from __future__ import annotations
 
 import logging
+from typing import Final
 
+from mimc_rx.protocol.codec_base import constructor
 from mimc_rx.protocol.events import P2PReceived, P2TReceived, UCMessageReceived
 from mimc_rx.server.broker import Signal, SignalKind
 from mimc_rx.server.config import AppConfig, ServerConfig
@@ -43,6 +45,24 @@ ERR_LONG_RESOURCE = "toResource too long"
 # UC JOIN_RESP / QUIT_RESP codes; 0 is success (docs/protocol.md 4.4).
 UC_OK = 0
 UC_NOT_FOUND = 404
+
+# The P2P intent of every message, built positionally (codec_base.constructor): the same value
+# as the keyword call, without a frozen __init__'s object.__setattr__ per field.
+_make_p2p_write: Final = constructor(
+    P2PWrite,
+    (
+        "app",
+        "packet_id",
+        "sender",
+        "from_resource",
+        "to_account",
+        "payload",
+        "biz_type",
+        "to_resource",
+        "ts",
+        "persist",
+    ),
+)
 
 
 class Messages:
@@ -76,17 +96,17 @@ class Messages:
         if error:
             self.pipeline.ack(conn, event.packet_id, 0, now_ms, error)
             return
-        intent = P2PWrite(
-            app=app,
-            packet_id=event.packet_id,
-            sender=user,
-            from_resource=conn.resource,
-            to_account=event.to_account,
-            payload=event.payload,
-            biz_type=event.biz_type,
-            to_resource=event.to_resource,
-            ts=now_ms,
-            persist=event.is_store,
+        intent = _make_p2p_write(
+            app,
+            event.packet_id,
+            user,
+            conn.resource,
+            event.to_account,
+            event.payload,
+            event.biz_type,
+            event.to_resource,
+            now_ms,
+            event.is_store,
         )
         self.pipeline.write(conn, event, intent)
 
