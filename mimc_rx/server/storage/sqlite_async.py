@@ -16,7 +16,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
+from typing import Final
 
+from mimc_rx.protocol.codec_base import constructor
 from mimc_rx.server.config import AppConfig
 from mimc_rx.server.storage.interface import (
     CursorMoved,
@@ -44,8 +47,15 @@ from mimc_rx.server.storage.store import Store
 __all__ = ["SQLiteStorage"]
 
 
+# A tick copies the recipient of every P2P message: field by field, without the generic
+# dataclasses.replace (which looks the fields up and calls __init__ by keyword each time).
+_USER_FIELDS: Final = tuple(field.name for field in dataclasses.fields(User))
+_user_values: Final = attrgetter(*_USER_FIELDS)
+_make_user: Final = constructor(User, _USER_FIELDS)
+
+
 def _copy_user(user: User) -> User:
-    return dataclasses.replace(user)
+    return _make_user(*_user_values(user))
 
 
 def _copy_topic(topic: Topic) -> Topic:
