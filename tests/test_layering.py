@@ -76,7 +76,7 @@ DRIVER_MODULES = tuple(
 )
 FACADE_MODULES = tuple(
     f"mimc_rx.client.{m}"
-    for m in ("streams", "acks", "router", "lifecycle", "user", "sync", "aiter")
+    for m in ("streams", "acks", "router", "supervisor", "lifecycle", "user", "sync", "aiter")
 )
 
 # First match wins: list the narrower prefixes first.

@@ -8,8 +8,9 @@ The layers, from the wire up (each module says more):
 * ``transport``: the websocket driver around a sans-I/O ``ClientSession``.
 * ``reconnect``: the backoff policy and the retry schedule.
 * ``http``: token fetchers and the group REST clients.
-* ``link``, ``attempt``, ``lifecycle``: one connection's fate, the steps of one login attempt,
-  and the lifecycle that logs in, supervises, reconnects and logs out.
+* ``link``, ``attempt``, ``lifecycle``, ``supervisor``: one connection's fate, the steps of one
+  login attempt, the lifecycle that logs in and out, and the supervisor that retries a first
+  login, watches each connection and reconnects.
 * ``streams``, ``acks``, ``router``: the reactive side: subscriber-safe hubs, acks by packet
   id, and the router that republishes the core's events.
 * ``user``: ``MIMCUser``, the facade; ``sync``: ``SyncMIMCUser``, its blocking twin.

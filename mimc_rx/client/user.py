@@ -6,8 +6,9 @@ Theory of operation. The official web SDK reports everything through registered 
 its own module:
 
 * ``ConnectionManager`` (``mimc_rx.client.lifecycle``): one ``SessionLink`` at a time, made by
-  a ``Connector`` (token, session, transport) and bound; supervision, automatic reconnect with
-  backoff, logout.
+  a ``Connector`` (token, session, transport) and bound; logout. Its ``Supervisor``
+  (``mimc_rx.client.supervisor``) retries a first login, watches each link and reconnects with
+  backoff.
 * ``EventRouter`` (``mimc_rx.client.router``): republishes the core's events on the streams
   and records acks; it decides nothing.
 * ``AckBook`` (``mimc_rx.client.acks``): the acks behind ``ack()`` and ``ack_observable()``.

@@ -147,7 +147,7 @@ async def test_a_backoff_timer_firing_while_offline_ends_the_schedule(net: FakeN
     net.current.drop(DisconnectReason.CONNECTION_LOST)
     await settle()
     assert "reconnecting" in repr(user)
-    user._lifecycle._want_online = False  # as after a terminal end that raced the timer
+    user._lifecycle.supervisor.want_online = False  # as after a terminal end that raced the timer
     scheduler.advance_by(1.0)
     await settle()
     assert "reconnecting" not in repr(user)
