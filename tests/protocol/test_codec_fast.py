@@ -492,8 +492,8 @@ def test_the_client_test_setup_takes_the_fast_path() -> None:
     )
     for plain in (ack, codec.encode_packet(MIMCPacket(body=delivery))):
         assert codec.decode_s2c_packet(plain) is not None
-    events, frames, _ = _run_client(
-        [ack, codec.encode_packet(MIMCPacket(body=delivery))], False, None, True
-    )[1]
+    step = _run_client([ack, codec.encode_packet(MIMCPacket(body=delivery))], False, None, True)[1]
+    assert isinstance(step, tuple)
+    events, frames, _ = step
     assert [type(e).__name__ for e in events] == ["P2PMessage"]
     assert len(frames) == 1  # the SEQUENCE_ACK

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mimc_rx.server.hub.messages import _make_p2p_write
 from mimc_rx.server.storage.interface import P2PWrite
 from mimc_rx.server.storage.records import User
@@ -12,7 +14,7 @@ from .conftest import APP
 
 def test_the_positional_p2p_intent_equals_the_keyword_one() -> None:
     sender = User(uuid=7, app_id=APP.app_id, account="alice", security_key="k")
-    fields = {
+    fields: dict[str, Any] = {
         "app": APP,
         "packet_id": "web1",
         "sender": sender,
