@@ -339,7 +339,7 @@ def machine_line(args: argparse.Namespace | None = None) -> str:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve-mimc"]:
-    if os.environ.get("MIMC_BENCH_UVLOOP"):  # the server on uvloop (the 'speed' extra)
+    if os.environ.get("MIMC_BENCH_UVLOOP"):  # the server on uvloop (pip install uvloop; no gain)
         import uvloop
 
         uvloop.run(_serve_mimc(sys.argv[2]))
