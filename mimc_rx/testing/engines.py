@@ -135,7 +135,50 @@ def _stop_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float
         proc.wait(timeout)
 
 
-class PostgresEngine:
+class _Engine:
+    """What both engines share: a child process, a temporary directory, ``with`` support.
+
+    A subclass sets ``root`` at its first start and ``_proc`` at every start, and provides
+    :meth:`start` and :meth:`stop`.
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def is_running(self) -> bool:
+        """True while the server process has not exited."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        """Stop the server and delete its directory."""
+        self.stop()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+
+class PostgresEngine(_Engine):
     """A private PostgreSQL cluster in a temporary directory, on 127.0.0.1.
 
     Args:
@@ -155,6 +198,7 @@ class PostgresEngine:
         settings: dict[str, str] | None = None,
         ready_timeout: float = 60.0,
     ) -> None:
+        super().__init__()
         found = bin_dir or find_postgres_bin()
         if found is None:
             raise EngineStartError("PostgreSQL is not installed (initdb/postgres not found)")
@@ -163,9 +207,6 @@ class PostgresEngine:
         self.user = user
         self.settings = dict(settings or {})
         self.ready_timeout = ready_timeout
-        self.host = "127.0.0.1"
-        self.root: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
         self._account = _unprivileged_account()
 
     # ------------------------------------------------------------------ addresses
@@ -173,11 +214,6 @@ class PostgresEngine:
     def dsn(self, database: str = "postgres") -> str:
         """A libpq URL of ``database`` on this cluster (TCP on 127.0.0.1)."""
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
-
-    @property
-    def is_running(self) -> bool:
-        """True while the server process has not exited."""
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def log_path(self) -> Path:
@@ -328,30 +364,12 @@ class PostgresEngine:
         """SIGKILL the server (its children exit when the postmaster is gone)."""
         _stop_process(self._proc, signal.SIGKILL, 10.0)
 
-    def cleanup(self) -> None:
-        """Stop the server and delete its directory."""
-        self.stop()
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
-
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
         return f"<PostgresEngine {self.host}:{self.port} {state} root={self.root}>"
 
 
-class RedisEngine:
+class RedisEngine(_Engine):
     """A private ``redis-server`` on 127.0.0.1 with no persistence, restartable on its port.
 
     Args:
@@ -363,27 +381,20 @@ class RedisEngine:
     def __init__(
         self, *, executable: Path | None = None, port: int = 0, ready_timeout: float = 30.0
     ) -> None:
+        super().__init__()
         found = executable or find_redis_server()
         if found is None:
             raise EngineStartError("redis-server is not installed")
         self.executable = found
         self.port = port
-        self.host = "127.0.0.1"
         self.ready_timeout = ready_timeout
-        self.root: Path | None = None
         self.starts = 0
         """How many times the server was started (a restart counts)."""
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         """The ``redis://`` URL of database 0."""
         return f"redis://{self.host}:{self.port}/0"
-
-    @property
-    def is_running(self) -> bool:
-        """True while the server process has not exited."""
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def log_path(self) -> Path:
@@ -485,24 +496,6 @@ class RedisEngine:
         if down_for > 0:
             time.sleep(down_for)
         self.start()
-
-    def cleanup(self) -> None:
-        """Stop the server and delete its directory."""
-        self.stop()
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
 
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
