@@ -19,6 +19,7 @@ __all__ = [
     "DEMO_APP",
     "AppConfig",
     "ServerConfig",
+    "netloc",
     "parse_app_spec",
 ]
 
@@ -60,6 +61,11 @@ DEMO_APP = AppConfig(
     package="com.example.mimcrx.demo",
 )
 """The built-in app served when no app is configured. Its credentials are public and fake."""
+
+
+def netloc(host: str, port: int) -> str:
+    """``host:port`` for a URL, an IPv6 host in brackets (``[::1]:8080``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_app_spec(spec: str) -> AppConfig:

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mimc_rx.server.config import DEMO_APP, AppConfig, ServerConfig
+from mimc_rx.server.config import DEMO_APP, AppConfig, ServerConfig, netloc
 
 if TYPE_CHECKING:
     from mimc_rx.server.broker import Broker
@@ -187,8 +187,7 @@ class LocalServer:
 
     @property
     def _netloc(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return netloc(self.host, self.port)
 
     @property
     def ws_url(self) -> str:

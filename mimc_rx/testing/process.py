@@ -44,6 +44,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from mimc_rx.server.config import netloc
+
 if TYPE_CHECKING:
     from mimc_rx import AccountTokenFetcher
     from mimc_rx.server.config import AppConfig
@@ -157,8 +159,7 @@ class ServerProcess:
     def _netloc(self) -> str:
         if not self.port:
             raise RuntimeError("the port is not known before the first start")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return netloc(self.host, self.port)
 
     @property
     def ws_url(self) -> str:
