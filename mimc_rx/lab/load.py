@@ -33,9 +33,9 @@ from mimc_rx.lab.spec import LoadSpec
 from mimc_rx.lab.timing import ClockOffset
 from mimc_rx.lab.vuser import TokenSource, VirtualUser
 
-__all__ = ["Endpoint", "HttpTokens", "LoadSpec", "create_group", "run_load"]
+__all__ = ["Endpoint", "HttpTokens", "create_group", "run_load"]
 
-log = logging.getLogger("mimc_rx.lab")
+log = logging.getLogger(__name__)
 
 Action = Callable[[], object]
 """Something to do at a moment of the run: a plain call, or one returning an awaitable."""

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from mimc_rx.lab.spec import LoadSpec
 
-__all__ = ["EXACT_LIMIT", "LoadRun", "RunFault", "RunStats"]
+__all__ = ["EXACT_LIMIT", "LoadRun"]
 
 EXACT_LIMIT = 200_000
 """Runs with at most this many latencies also get exact percentiles next to the HDR ones."""

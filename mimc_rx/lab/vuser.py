@@ -40,7 +40,7 @@ from mimc_rx.protocol.memory import SessionMemory
 
 __all__ = ["TokenSource", "VirtualUser", "new_session"]
 
-log = logging.getLogger("mimc_rx.lab")
+log = logging.getLogger(__name__)
 
 TokenSource = Callable[[str], Awaitable[Mapping[str, Any]]]
 """``await tokens(account)``: the token service's raw answer for ``account``."""

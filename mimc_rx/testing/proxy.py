@@ -51,7 +51,7 @@ from mimc_rx.testing.faults import FaultKind, FaultRecord, FaultSpan, fault_span
 
 __all__ = ["DEFAULT_ROUTE", "FaultProxy", "RouteStats"]
 
-log = logging.getLogger("mimc_rx.testing.proxy")
+log = logging.getLogger(__name__)
 
 DEFAULT_ROUTE = "default"
 """The route every proxy opens at start; :attr:`FaultProxy.port` is its port."""
